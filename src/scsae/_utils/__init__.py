@@ -1,0 +1,1 @@
+"""Private helpers shared by every namespace (input access, docs, logging)."""

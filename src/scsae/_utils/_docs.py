@@ -1,0 +1,71 @@
+"""Parameter descriptions shared by several docstrings, written once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+DOC_ADATA = """\
+adata
+    Annotated data matrix (:class:`~anndata.AnnData` or :class:`~mudata.MuData`)."""
+
+DOC_USE_REP = """\
+use_rep
+    Key in ``adata.obsm`` of the embedding to model (e.g. ``"X_pca"``, ``"X_scVI"``,
+    a MOFA or WNN embedding of a MuData), or ``"X"`` for the data matrix itself.
+layer
+    Key in ``adata.layers`` to model instead of ``use_rep``."""
+
+DOC_ARCHITECTURE = """\
+n_features
+    Dictionary size (number of SAE features). Defaults to ``expansion_factor`` times
+    the number of input dimensions, capped at half the number of cells so that each
+    feature is active in ``2 k`` cells on average (fewer cells cannot support more
+    features; they would memorise cells or die).
+expansion_factor
+    Features per input dimension when ``n_features`` is not given.
+k
+    Active features per cell for ``"topk"`` (exactly ``k``) and ``"batchtopk"``
+    (``k`` on average). Defaults to ``min(16, n_dims // 2)``: a cell is described by a
+    handful of programmes, and with ``k`` near the input dimension the SAE could
+    reconstruct without being sparse.
+architecture
+    Name of the SAE architecture: ``"topk"``, ``"batchtopk"``, ``"relu"``
+    (ReLU + decoder-norm-weighted L1) or ``"jumprelu"`` (L0 through a
+    straight-through estimator). See :data:`scsae.models.ARCHITECTURES`.
+sparsity_coefficient
+    Weight of the L1 (``"relu"``) or L0 (``"jumprelu"``) penalty; ignored by the
+    TopK variants. `None` uses the architecture's default."""
+
+DOC_TRAIN = """\
+max_epochs
+    Passes over the training cells. `None` chooses enough epochs for about 3,000
+    optimiser steps (at least one epoch, at most 1,000): small data sets need many
+    passes, atlases one or two.
+batch_size
+    Cells per optimiser step. `None` uses ``n_train // 8`` clipped to 32-4096, so
+    that small data sets still get several steps per epoch and large ones use
+    efficient batches.
+lr
+    Adam learning rate. `None` scales it with the dictionary size,
+    ``2e-4 / sqrt(n_features / 2**14)``, capped at ``1e-2`` (wider dictionaries need
+    smaller steps).
+train_size
+    Fraction of cells used for training; the rest is the validation split used for
+    ``validation_fvu`` and early stopping. ``1.0`` disables validation.
+early_stopping
+    Stop when the validation FVU stops improving.
+random_state
+    Seed of the weight initialisation, the split and the shuffling."""
+
+
+def doc_params(**kwds: str) -> Callable[[F], F]:
+    """Substitute shared parameter text into a docstring's ``{placeholders}``."""
+
+    def decorator(obj: F) -> F:
+        obj.__doc__ = obj.__doc__.format(**kwds) if obj.__doc__ else obj.__doc__
+        return obj
+
+    return decorator

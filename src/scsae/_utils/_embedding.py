@@ -1,0 +1,157 @@
+"""Access to the matrix a model reads: an ``obsm`` embedding, ``X`` or a layer.
+
+All models and wrappers go through :func:`get_embedding`, so that the checks
+(missing key, wrong shape, non-finite values) and their messages exist once.
+Batches are cast to float32 on the fly, so no second copy of a large
+embedding is ever held in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+# rows checked per chunk for NaN/inf: bounds the temporary boolean mask
+_CHECK_CHUNK = 65_536
+
+
+def describe_rep(use_rep: str | None, layer: str | None) -> str:
+    """Human-readable name of the input, for messages and ``params``."""
+    if layer is not None:
+        return f"layers[{layer!r}]"
+    if use_rep in (None, "X"):
+        return "X"
+    return f"obsm[{use_rep!r}]"
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A cells x dims matrix and the name it was read from.
+
+    Parameters
+    ----------
+    matrix
+        Dense array or scipy sparse matrix (kept as given, never copied).
+    name
+        Where it came from, e.g. ``"obsm['X_pca']"``.
+    """
+
+    matrix: np.ndarray | sparse.spmatrix | sparse.sparray
+    name: str
+
+    @property
+    def n_obs(self) -> int:
+        """Number of cells."""
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_dims(self) -> int:
+        """Number of input dimensions."""
+        return int(self.matrix.shape[1])
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the matrix is a scipy sparse matrix."""
+        return sparse.issparse(self.matrix)
+
+    def rows(self, index: np.ndarray | slice) -> np.ndarray:
+        """Rows as a dense, C-contiguous float32 array."""
+        block = self.matrix[index]
+        if sparse.issparse(block):
+            block = block.toarray()
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    def chunks(self, chunk_size: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """Consecutive row blocks, in order, as ``(slice, float32 rows)``."""
+        for start in range(0, self.n_obs, chunk_size):
+            sl = slice(start, min(start + chunk_size, self.n_obs))
+            yield sl, self.rows(sl)
+
+    def check_finite(self) -> None:
+        """Raise a :class:`ValueError` naming the first bad cells if any value is NaN/inf."""
+        n_bad = 0
+        first_bad: list[int] = []
+        for start in range(0, self.n_obs, _CHECK_CHUNK):
+            block = self.matrix[start : start + _CHECK_CHUNK]
+            values = block.data if sparse.issparse(block) else np.asarray(block)
+            if np.isfinite(values).all():
+                continue
+            dense = block.toarray() if sparse.issparse(block) else np.asarray(block)
+            bad_rows = np.flatnonzero(~np.isfinite(dense).all(axis=1)) + start
+            n_bad += bad_rows.size
+            first_bad.extend(bad_rows[: max(0, 5 - len(first_bad))].tolist())
+        if n_bad:
+            msg = (
+                f"{self.name} contains NaN or infinite values in {n_bad} cells "
+                f"(first positions: {first_bad}). Remove or impute those cells first, "
+                "e.g. `adata = adata[np.isfinite(emb).all(axis=1)].copy()`."
+            )
+            raise ValueError(msg)
+
+
+def get_embedding(adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None) -> Embedding:
+    """Look up the matrix to model and check its shape.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData.
+    use_rep
+        Key in ``obsm``, or ``"X"`` (or `None`) for ``X``.
+    layer
+        Key in ``layers``; excludes ``use_rep``.
+
+    Returns
+    -------
+    The matrix, wrapped with its name. Finiteness is checked separately by
+    :meth:`Embedding.check_finite`, since it reads every value.
+    """
+    if layer is not None and use_rep not in (None, "X"):
+        msg = f"Pass either use_rep={use_rep!r} or layer={layer!r}, not both."
+        raise ValueError(msg)
+    name = describe_rep(use_rep, layer)
+    if layer is not None:
+        layers = getattr(adata, "layers", None)
+        if layers is None or layer not in layers:
+            available = list(layers.keys()) if layers is not None else []
+            msg = f"layer {layer!r} not found; available layers: {available}."
+            raise KeyError(msg)
+        matrix = layers[layer]
+    elif use_rep in (None, "X"):
+        matrix = getattr(adata, "X", None)
+        if matrix is None:
+            msg = (
+                f"{type(adata).__name__} has no X. Pass use_rep=<an obsm key>; "
+                f"available: {list(adata.obsm.keys())}."
+            )
+            raise ValueError(msg)
+    else:
+        if use_rep not in adata.obsm:
+            msg = (
+                f"use_rep={use_rep!r} is not in adata.obsm (available: {list(adata.obsm.keys())}). "
+                "Compute it first, e.g. `sc.pp.pca(adata)` for 'X_pca', or pass use_rep='X'."
+            )
+            raise KeyError(msg)
+        matrix = adata.obsm[use_rep]
+    if isinstance(matrix, pd.DataFrame):
+        matrix = matrix.to_numpy()
+    if not sparse.issparse(matrix) and not hasattr(matrix, "shape"):
+        matrix = np.asarray(matrix)
+    if len(matrix.shape) != 2:
+        msg = (
+            f"{name} has shape {tuple(matrix.shape)}; a cells x dims matrix is needed. "
+            "Reshape a single score with `x[:, None]`."
+        )
+        raise ValueError(msg)
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        msg = f"{name} is empty (shape {tuple(matrix.shape)}); it needs at least one cell and one dimension."
+        raise ValueError(msg)
+    if not sparse.issparse(matrix) and not np.issubdtype(np.asarray(matrix[:1]).dtype, np.number):
+        msg = f"{name} has non-numeric dtype {np.asarray(matrix[:1]).dtype}."
+        raise ValueError(msg)
+    return Embedding(matrix=matrix, name=name)

@@ -1,0 +1,7 @@
+"""Model classes and their torch modules."""
+
+from ._architectures import ARCHITECTURES, Architecture
+from ._sae_model import SparseAutoencoder
+from ._sae_module import SAEConfig, SAEModule, SAEOutput
+
+__all__ = ["ARCHITECTURES", "Architecture", "SAEConfig", "SAEModule", "SAEOutput", "SparseAutoencoder"]

@@ -1,0 +1,471 @@
+"""AnnData-facing sparse autoencoder model class (scvi-tools style)."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from packaging.version import Version
+from scipy import sparse
+
+from .. import __version__
+from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
+from .._utils._embedding import Embedding, get_embedding
+from ._architectures import get_architecture
+from ._metrics import MetricAccumulator
+from ._sae_module import SAEConfig, SAEModule
+from ._training import SAETrainingPlan, ShuffledBatches, fit
+
+MIN_CELLS = 10
+INFERENCE_BATCH = 8192
+MEDIAN_SAMPLE = 10_000
+STEPS_TARGET = 3000
+SAVE_FILE = "model.pt"
+
+
+def default_k(n_dims: int) -> int:
+    """``min(16, n_dims // 2)``, at least 1."""
+    return max(1, min(16, n_dims // 2))
+
+
+def default_n_features(n_dims: int, n_obs: int, k: int, expansion_factor: float) -> int:
+    """``expansion_factor * n_dims``, capped at ``n_obs // 2``.
+
+    The cap keeps every feature active in ``>= 2k`` cells on average
+    (``k * n_obs / n_features``), so small data sets do not end up with
+    features that memorise single cells or never fire.
+    """
+    return int(max(k + 1, min(round(expansion_factor * n_dims), n_obs // 2)))
+
+
+def default_batch_size(n_train: int) -> int:
+    """``n_train // 8`` clipped to 32-4096 (and to ``n_train``)."""
+    return int(min(n_train, max(32, min(4096, n_train // 8))))
+
+
+def default_lr(n_features: int) -> float:
+    """``2e-4 / sqrt(n_features / 2**14)`` capped at ``1e-2`` (Gao et al. 2024 scaling)."""
+    return float(min(1e-2, 2e-4 / math.sqrt(n_features / 2**14)))
+
+
+def default_max_epochs(n_train: int, batch_size: int) -> int:
+    """Enough epochs for about 3,000 steps, between 1 and 1,000."""
+    steps_per_epoch = max(1, n_train // batch_size)
+    return int(min(1000, max(1, math.ceil(STEPS_TARGET / steps_per_epoch))))
+
+
+class SparseAutoencoder:
+    """Sparse autoencoder on a single-cell embedding.
+
+    Use :meth:`setup_anndata` to name the input, then construct, :meth:`train`
+    and read activations with :meth:`get_feature_activations`. Activations are
+    in the units of the embedding: cell ``i`` is reconstructed as
+    ``bias + activations[i] @ decoder`` with unit-norm decoder rows.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData registered with :meth:`setup_anndata`.
+    {n_features_etc}
+    random_state
+        Seed of the weight initialisation (and default seed of training).
+    **config_kwargs
+        Further fields of :class:`~scsae.models.SAEConfig` (``aux_k``,
+        ``aux_coefficient``, ``dead_after_cells``).
+
+    Examples
+    --------
+    >>> import scanpy as sc, scsae
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> scsae.SAE.setup_anndata(adata, use_rep="X_pca")
+    >>> model = scsae.SAE(adata)
+    >>> model.train(max_epochs=50, enable_progress_bar=False)
+    >>> acts = model.get_feature_activations()  # cells x features, CSR
+    """
+
+    _setups: ClassVar[dict[int, tuple[weakref.ref, dict[str, Any]]]] = {}
+
+    @classmethod
+    @doc_params(use_rep=DOC_USE_REP)
+    def setup_anndata(cls, adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None) -> None:
+        """Register which matrix of ``adata`` the model reads.
+
+        Nothing is written into ``adata``; the choice is remembered for this object.
+
+        Parameters
+        ----------
+        adata
+            AnnData or MuData.
+        {use_rep}
+        """
+        emb = get_embedding(adata, use_rep=use_rep, layer=layer)
+        setup = {"use_rep": use_rep, "layer": layer, "n_dims": emb.n_dims, "n_obs": emb.n_obs}
+        cls._setups[id(adata)] = (weakref.ref(adata), setup)
+
+    @classmethod
+    def _get_setup(cls, adata: AnnData) -> dict[str, Any]:
+        entry = cls._setups.get(id(adata))
+        if entry is None or entry[0]() is not adata:
+            msg = f"Call {cls.__name__}.setup_anndata(adata, use_rep=...) on this AnnData first."
+            raise ValueError(msg)
+        return entry[1]
+
+    @doc_params(n_features_etc=DOC_ARCHITECTURE)
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        n_features: int | None = None,
+        expansion_factor: float = 16,
+        k: int | None = None,
+        architecture: str = "topk",
+        sparsity_coefficient: float | None = None,
+        random_state: int = 0,
+        **config_kwargs: Any,
+    ) -> None:
+        setup = self._get_setup(adata)
+        n_dims = setup["n_dims"]
+        arch = get_architecture(architecture)
+        k = default_k(n_dims) if k is None else int(k)
+        if n_features is None:
+            n_features = default_n_features(n_dims, setup["n_obs"], k, expansion_factor)
+        n_features = int(n_features)
+        if n_features < 2:
+            msg = f"n_features={n_features} is too small; use at least 2 (typically 8-32 x n_dims)."
+            raise ValueError(msg)
+        if arch.uses_k and not 1 <= k < n_features:
+            msg = f"k={k} must be between 1 and n_features - 1 = {n_features - 1}; lower k or raise n_features."
+            raise ValueError(msg)
+        self.adata = adata
+        self.use_rep = setup["use_rep"]
+        self.layer = setup["layer"]
+        self.n_dims = n_dims
+        self.random_state = random_state
+        self.init_params_ = {
+            "n_features": n_features,
+            "expansion_factor": expansion_factor,
+            "k": k,
+            "architecture": architecture,
+            "sparsity_coefficient": sparsity_coefficient,
+            "random_state": random_state,
+            **config_kwargs,
+        }
+        config = SAEConfig(
+            n_input=n_dims,
+            n_features=n_features,
+            architecture=architecture,
+            k=k,
+            sparsity_coefficient=sparsity_coefficient,
+            **config_kwargs,
+        )
+        generator = torch.Generator().manual_seed(random_state)
+        self.module = SAEModule(config, generator=generator)
+        self.is_trained_ = False
+        self.train_params_: dict[str, Any] = {}
+        self.history_: dict[str, pd.DataFrame] = {}
+
+    def __repr__(self) -> str:
+        cfg = self.module.config
+        state = "trained" if self.is_trained_ else "untrained"
+        return (
+            f"SparseAutoencoder({cfg.architecture}, {cfg.n_input} dims -> {cfg.n_features} features, "
+            f"k={cfg.k}, input {self._embedding().name if self._is_registered() else self.use_rep}; {state})"
+        )
+
+    # --- data ------------------------------------------------------------------
+    def _is_registered(self) -> bool:
+        entry = self._setups.get(id(self.adata))
+        return entry is not None and entry[0]() is self.adata
+
+    def _embedding(self, adata: AnnData | None = None) -> Embedding:
+        adata = self.adata if adata is None else adata
+        emb = get_embedding(adata, use_rep=self.use_rep, layer=self.layer)
+        if emb.n_dims != self.n_dims:
+            msg = (
+                f"{emb.name} has {emb.n_dims} dims but the model was built for {self.n_dims}. "
+                "Use the same embedding the model was trained on (same key and number of components)."
+            )
+            raise ValueError(msg)
+        return emb
+
+    # --- training --------------------------------------------------------------
+    @doc_params(train=DOC_TRAIN)
+    def train(
+        self,
+        *,
+        max_epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        train_size: float = 0.9,
+        early_stopping: bool = False,
+        early_stopping_patience: int = 10,
+        random_state: int | None = None,
+        accelerator: str = "auto",
+        devices: int | str | list[int] = "auto",
+        enable_progress_bar: bool = True,
+        **trainer_kwargs: Any,
+    ) -> None:
+        """Train with Lightning (Adam, warm-up and decay, gradient clipping, AuxK).
+
+        Parameters
+        ----------
+        {train}
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        accelerator
+            Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``...).
+        devices
+            Lightning devices.
+        enable_progress_bar
+            Show Lightning's progress bar.
+        **trainer_kwargs
+            Passed to :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
+        """
+        seed = self.random_state if random_state is None else random_state
+        emb = self._embedding()
+        n_obs = emb.n_obs
+        if n_obs < MIN_CELLS:
+            msg = f"{emb.name} has {n_obs} cells; an SAE needs at least {MIN_CELLS}."
+            raise ValueError(msg)
+        if not 0 < train_size <= 1:
+            msg = f"train_size={train_size} must be in (0, 1]."
+            raise ValueError(msg)
+        emb.check_finite()
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(n_obs)
+        n_train = n_obs if train_size == 1 else max(1, min(n_obs - 1, int(round(train_size * n_obs))))
+        train_idx, val_idx = np.sort(order[:n_train]), np.sort(order[n_train:])
+        if batch_size is None:
+            batch_size = default_batch_size(n_train)
+        elif not 1 <= batch_size <= n_train:
+            msg = (
+                f"batch_size={batch_size} exceeds the {n_train} training cells "
+                f"(of {n_obs}); pass batch_size<={n_train} or leave it as None."
+            )
+            raise ValueError(msg)
+        if max_epochs is None:
+            max_epochs = default_max_epochs(n_train, batch_size)
+        cfg = self.module.config
+        lr = default_lr(cfg.n_features) if lr is None else float(lr)
+        if "dead_after_cells" not in self.init_params_:
+            # a feature silent for a whole pass over the data is dead (capped for atlases)
+            cfg.dead_after_cells = int(min(n_train, 1_000_000))
+
+        self._fit_normalization(emb, train_idx, seed=seed)
+        self.module.cells_since_fired.zero_()
+        plan = SAETrainingPlan(self.module, lr=lr)
+        train_batches = ShuffledBatches(emb, train_idx, batch_size, shuffle=True, drop_last=True, seed=seed)
+        val_batches = (
+            ShuffledBatches(emb, val_idx, min(len(val_idx), INFERENCE_BATCH), shuffle=False, drop_last=False)
+            if len(val_idx)
+            else None
+        )
+        history = fit(
+            plan,
+            train_batches,
+            val_batches,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            enable_progress_bar=enable_progress_bar,
+            **trainer_kwargs,
+        )
+        self.module.cpu()
+        if not self.module.activation.unit_norm_decoder:
+            self.module.fold_decoder_norms()
+        self.module.eval()
+        self.history_ = {key: pd.DataFrame({key: values}) for key, values in history.items()}
+        self.train_params_ = {
+            "max_epochs": int(max_epochs),
+            "epochs_trained": len(history.get("train_loss", [])),
+            "batch_size": int(batch_size),
+            "lr": lr,
+            "train_size": float(train_size),
+            "n_train": int(n_train),
+            "early_stopping": bool(early_stopping),
+            "random_state": int(seed),
+            "dead_after_cells": int(cfg.dead_after_cells),
+        }
+        self.is_trained_ = True
+
+    @torch.no_grad()
+    def _fit_normalization(self, emb: Embedding, train_idx: np.ndarray, *, seed: int) -> None:
+        """Store the training mean and the scale giving unit mean squared norm; init ``b_dec``."""
+        total = np.zeros(emb.n_dims)
+        total_sq = 0.0
+        for start in range(0, len(train_idx), INFERENCE_BATCH):
+            block = emb.rows(train_idx[start : start + INFERENCE_BATCH]).astype(np.float64)
+            total += block.sum(0)
+            total_sq += float(np.einsum("ij,ij->", block, block))
+        n = len(train_idx)
+        mean = total / n
+        mean_sq_norm = max(total_sq / n - float(mean @ mean), 1e-12)
+        self.module.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.module.input_scale.fill_(math.sqrt(mean_sq_norm))
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
+        self.module.initialize_decoder_bias(self.module.normalize(torch.from_numpy(emb.rows(sample))))
+
+    @property
+    def history(self) -> dict[str, pd.DataFrame]:
+        """Per-epoch training metrics (``train_fvu``, ``validation_fvu``, ``train_l0``...)."""
+        return self.history_
+
+    # --- outputs ---------------------------------------------------------------
+    def _check_trained(self) -> None:
+        if not self.is_trained_:
+            msg = "The model is not trained yet; call model.train() first."
+            raise RuntimeError(msg)
+
+    @property
+    def decoder(self) -> np.ndarray:
+        """Unit-norm feature directions in embedding space, features x dims."""
+        return self.module.W_dec.detach().cpu().numpy().copy()
+
+    @property
+    def bias(self) -> np.ndarray:
+        """Reconstruction of a cell with no active feature, in embedding units."""
+        m = self.module
+        return (m.input_mean + m.input_scale * m.b_dec).detach().cpu().numpy()
+
+    @torch.no_grad()
+    def _transform(
+        self, adata: AnnData | None, *, batch_size: int, activations: bool, reconstruction: bool
+    ) -> tuple[sparse.csr_matrix | None, np.ndarray | None, MetricAccumulator]:
+        """One pass over the cells: activations (CSR), reconstructions and metrics."""
+        self._check_trained()
+        emb = self._embedding(adata)
+        emb.check_finite()
+        module = self.module.eval()
+        device = next(module.parameters()).device
+        acc = MetricAccumulator(module.config.n_features)
+        blocks: list[sparse.csr_matrix] = []
+        recon = np.empty((emb.n_obs, emb.n_dims), dtype=np.float32) if reconstruction else None
+        for sl, rows in emb.chunks(batch_size):
+            x = torch.from_numpy(rows).to(device)
+            acts = module.encode(module.normalize(x))
+            x_hat = module.denormalize(module.decode(acts))
+            active = acts > 0
+            acc.update(rows, x_hat.cpu().numpy(), active.sum(0).cpu().numpy(), int(active.sum()))
+            if activations:
+                blocks.append(sparse.csr_matrix((acts * module.input_scale).cpu().numpy()))
+            if recon is not None:
+                recon[sl] = x_hat.cpu().numpy()
+        acts_csr = sparse.vstack(blocks, format="csr", dtype=np.float32) if activations else None
+        return acts_csr, recon, acc
+
+    def get_feature_activations(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> sparse.csr_matrix:
+        """Sparse feature activations, cells x features, in embedding units (float32 CSR).
+
+        Parameters
+        ----------
+        adata
+            Data to encode (same embedding key and width); defaults to the training data.
+        batch_size
+            Cells per inference batch.
+        """
+        acts, _, _ = self._transform(adata, batch_size=batch_size, activations=True, reconstruction=False)
+        return acts
+
+    def get_reconstruction(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+        """Reconstructed embedding, cells x dims (float32)."""
+        _, recon, _ = self._transform(adata, batch_size=batch_size, activations=False, reconstruction=True)
+        return recon
+
+    def get_metrics(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> dict[str, float]:
+        """Quality metrics on ``adata`` (see :mod:`scsae.models._metrics` for definitions).
+
+        Returns
+        -------
+        ``fvu``, ``explained_variance``, ``mean_l0``, ``dead_fraction``,
+        ``dense_fraction`` and ``shrinkage``.
+        """
+        _, _, acc = self._transform(adata, batch_size=batch_size, activations=False, reconstruction=False)
+        return acc.result()
+
+    # --- persistence -----------------------------------------------------------
+    def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
+        """Save weights, configuration and history to ``dir_path``.
+
+        Parameters
+        ----------
+        dir_path
+            Directory to create.
+        overwrite
+            Replace an existing saved model.
+        """
+        path = Path(dir_path)
+        target = path / SAVE_FILE
+        if target.exists() and not overwrite:
+            msg = f"{target} exists; pass overwrite=True to replace it."
+            raise FileExistsError(msg)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "class": type(self).__name__,
+                "version": __version__,
+                "config": self.module.config.to_dict(),
+                "init_params": self.init_params_,
+                "train_params": self.train_params_,
+                "setup": {"use_rep": self.use_rep, "layer": self.layer, "n_dims": self.n_dims},
+                "state_dict": self.module.state_dict(),
+                "history": {key: df[key].tolist() for key, df in self.history_.items()},
+                "is_trained": self.is_trained_,
+            },
+            target,
+        )
+
+    @classmethod
+    def load(cls, dir_path: str | Path, adata: AnnData, *, map_location: str | torch.device = "cpu") -> SparseAutoencoder:
+        """Load a model saved with :meth:`save` onto ``adata``.
+
+        Checks that the file holds this class, was written by this or an older
+        scsae, and that ``adata`` has the embedding it was trained on with the
+        same number of dims. ``adata`` is registered automatically.
+
+        Parameters
+        ----------
+        dir_path
+            Directory given to :meth:`save`.
+        adata
+            Data holding the same embedding (key and width).
+        map_location
+            Device to load the weights onto.
+        """
+        target = Path(dir_path) / SAVE_FILE
+        if not target.exists():
+            msg = f"No saved model at {target}."
+            raise FileNotFoundError(msg)
+        saved = torch.load(target, map_location=map_location, weights_only=False)
+        if saved.get("class") != cls.__name__:
+            msg = f"{target} holds a {saved.get('class')!r}, not a {cls.__name__}."
+            raise ValueError(msg)
+        if Version(saved["version"]) > Version(__version__):
+            msg = f"The model was saved by scsae {saved['version']}, newer than this {__version__}; upgrade scsae."
+            raise ValueError(msg)
+        setup = saved["setup"]
+        emb = get_embedding(adata, use_rep=setup["use_rep"], layer=setup["layer"])
+        if emb.n_dims != setup["n_dims"]:
+            msg = (
+                f"{emb.name} has {emb.n_dims} dims but the saved model expects {setup['n_dims']}; "
+                "load it onto data with the embedding it was trained on."
+            )
+            raise ValueError(msg)
+        cls.setup_anndata(adata, use_rep=setup["use_rep"], layer=setup["layer"])
+        model = cls(adata, **saved["init_params"])
+        for field, value in saved["config"].items():
+            setattr(model.module.config, field, value)
+        model.module.load_state_dict(saved["state_dict"])
+        model.module.eval()
+        model.train_params_ = saved["train_params"]
+        model.history_ = {key: pd.DataFrame({key: values}) for key, values in saved["history"].items()}
+        model.is_trained_ = saved["is_trained"]
+        return model

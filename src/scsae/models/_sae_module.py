@@ -1,0 +1,196 @@
+"""The sparse autoencoder's maths: encode, decode, losses, decoder constraints.
+
+Knows nothing of AnnData; :class:`~scsae.models.SparseAutoencoder` owns the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ._architectures import get_architecture
+
+
+@dataclass
+class SAEConfig:
+    """Hyper-parameters of an SAE module (one field per choice).
+
+    Parameters
+    ----------
+    n_input
+        Input dimensions.
+    n_features
+        Dictionary size.
+    architecture
+        Key of :data:`~scsae.models.ARCHITECTURES`.
+    k
+        Active features per cell (TopK variants).
+    sparsity_coefficient
+        Penalty weight for penalised architectures; `None` for their default.
+    aux_k
+        Dead features used by the AuxK loss to model the residual; `None` for
+        ``n_input // 2`` (as in Gao et al. 2024).
+    aux_coefficient
+        Weight of the AuxK loss (1/32, Gao et al. 2024).
+    dead_after_cells
+        A feature that did not fire in this many training cells counts as dead
+        and is trained by the AuxK loss.
+    """
+
+    n_input: int
+    n_features: int
+    architecture: str = "topk"
+    k: int = 16
+    sparsity_coefficient: float | None = None
+    aux_k: int | None = None
+    aux_coefficient: float = 1 / 32
+    dead_after_cells: int = 100_000
+
+    def to_dict(self) -> dict:
+        """Plain-dict form for saving."""
+        return asdict(self)
+
+
+class SAEOutput(NamedTuple):
+    """What one forward pass returns."""
+
+    activations: Tensor
+    reconstruction: Tensor
+    fvu: Tensor
+    aux_loss: Tensor
+    sparsity_loss: Tensor
+
+
+class SAEModule(nn.Module):
+    """Sparse autoencoder ``x -> f = act(W_enc (x - b_dec) + b_enc) -> W_dec^T f + b_dec``.
+
+    Works in a normalised space: inputs are centred on a stored mean and
+    divided by a stored scale that makes their mean squared norm one, so the
+    same hyper-parameters serve embeddings of any scale.
+    """
+
+    def __init__(self, config: SAEConfig, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        d, n = config.n_input, config.n_features
+        # decoder rows: random unit directions; encoder starts as its transpose
+        w_dec = torch.randn(n, d, generator=generator)
+        w_dec /= w_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w_dec)
+        self.W_enc = nn.Parameter(w_dec.clone())
+        self.b_enc = nn.Parameter(torch.zeros(n))
+        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.activation = get_architecture(config.architecture)(config)
+        self.register_buffer("input_mean", torch.zeros(d))
+        self.register_buffer("input_scale", torch.tensor(1.0))
+        self.register_buffer("cells_since_fired", torch.zeros(n, dtype=torch.long))
+
+    # --- normalisation -------------------------------------------------------
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw embedding -> model space."""
+        return (x - self.input_mean) / self.input_scale
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Model space -> raw embedding."""
+        return x * self.input_scale + self.input_mean
+
+    # --- forward ---------------------------------------------------------------
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """Encoder pre-activations of normalised inputs."""
+        return (x - self.b_dec) @ self.W_enc.T + self.b_enc
+
+    def decoder_norms(self) -> Tensor:
+        """Row norms of the decoder."""
+        return self.W_dec.norm(dim=1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Sparse activations of normalised inputs (dense tensor, mostly zeros)."""
+        acts, _ = self.activation(self.pre_activations(x), self.decoder_norms())
+        return acts
+
+    def decode(self, acts: Tensor) -> Tensor:
+        """Normalised reconstruction from activations."""
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> SAEOutput:
+        """Encode and decode normalised inputs; return activations and losses."""
+        pre = self.pre_activations(x)
+        acts, sparsity_loss = self.activation(pre, self.decoder_norms())
+        recon = self.decode(acts)
+        residual = x - recon
+        total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+        fvu = residual.pow(2).sum() / total_variance
+        aux_loss = self._auxk_loss(pre, residual) if self.training else pre.new_zeros(())
+        return SAEOutput(acts, recon, fvu, aux_loss, sparsity_loss)
+
+    def _auxk_loss(self, pre: Tensor, residual: Tensor) -> Tensor:
+        """Let the top dead features model what the live ones missed (Gao et al. 2024)."""
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return pre.new_zeros(())
+        aux_k = self.config.aux_k or max(1, self.config.n_input // 2)
+        aux_k = min(aux_k, n_dead)
+        masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+        top = masked.topk(aux_k, dim=-1, sorted=False)
+        values = torch.relu(top.values)
+        residual_hat = (values.unsqueeze(-1) * self.W_dec[top.indices]).sum(-2)
+        target = residual.detach()
+        denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
+        # scale down while few features are dead, as the residual is shared by few
+        weight = min(n_dead / aux_k, 1.0)
+        return weight * (residual_hat - target).pow(2).sum() / denom
+
+    # --- dead features --------------------------------------------------------
+    def dead_mask(self) -> Tensor:
+        """Features that have not fired in ``dead_after_cells`` training cells."""
+        return self.cells_since_fired >= self.config.dead_after_cells
+
+    @torch.no_grad()
+    def update_firing(self, acts: Tensor) -> None:
+        """Count training cells since each feature last fired."""
+        fired = (acts > 0).any(0)
+        self.cells_since_fired += acts.shape[0]
+        self.cells_since_fired[fired] = 0
+
+    # --- decoder constraints --------------------------------------------------
+    @torch.no_grad()
+    def set_decoder_norm_to_unit(self) -> None:
+        """Rescale decoder rows to unit norm."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_gradient_parallel_to_decoder(self) -> None:
+        """Drop the part of the decoder gradient that would only change row norms."""
+        if self.W_dec.grad is None:
+            return
+        parallel = (self.W_dec.grad * self.W_dec).sum(-1, keepdim=True)
+        self.W_dec.grad -= parallel * self.W_dec
+
+    @torch.no_grad()
+    def fold_decoder_norms(self) -> None:
+        """Make decoder rows unit norm without changing any reconstruction.
+
+        For architectures trained with free decoder norms (ReLU): row norms move
+        into the encoder, which is exact for positively homogeneous activations.
+        """
+        norms = self.decoder_norms().clamp_min(1e-8)
+        self.W_enc *= norms[:, None]
+        self.b_enc *= norms
+        self.W_dec /= norms[:, None]
+
+    @torch.no_grad()
+    def initialize_decoder_bias(self, x: Tensor, *, n_iter: int = 50) -> None:
+        """Start ``b_dec`` at the geometric median of normalised inputs (Weiszfeld)."""
+        median = x.mean(0)
+        for _ in range(n_iter):
+            weights = 1.0 / (x - median).norm(dim=1).clamp_min(1e-6)
+            new = (weights[:, None] * x).sum(0) / weights.sum()
+            if (new - median).norm() < 1e-6:
+                median = new
+                break
+            median = new
+        self.b_dec.copy_(median)

@@ -1,0 +1,218 @@
+"""The one Lightning training path for SAE modules.
+
+:class:`ShuffledBatches` streams minibatches straight from the stored matrix
+(no copy of the embedding), :class:`SAETrainingPlan` holds the loss, the
+decoder constraints, the dead-feature counters and the learning-rate
+schedule, and :func:`fit` runs Lightning's ``Trainer`` with quiet defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from .._utils._embedding import Embedding
+from ._sae_module import SAEModule
+
+GRADIENT_CLIP = 1.0
+WARMUP_FRACTION = 0.05
+DECAY_FRACTION = 0.2
+
+
+class ShuffledBatches:
+    """Minibatches of rows of an embedding, reshuffled every epoch.
+
+    Parameters
+    ----------
+    embedding
+        Source matrix; rows are read and cast to float32 per batch.
+    indices
+        Rows to draw from (a train or validation split).
+    batch_size
+        Rows per batch.
+    shuffle
+        Reshuffle every epoch (seeded by ``seed`` and the epoch number).
+    drop_last
+        Skip the last incomplete batch (keeps batch statistics comparable).
+    seed
+        Seed of the shuffling.
+    """
+
+    def __init__(
+        self,
+        embedding: Embedding,
+        indices: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+    ) -> None:
+        self.embedding = embedding
+        self.indices = np.asarray(indices)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last and len(self.indices) > batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self.indices
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            order = order[rng.permutation(len(order))]
+        self.epoch += 1
+        for b in range(len(self)):
+            # sorted rows read faster from memory and from disk
+            rows = np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
+            yield torch.from_numpy(self.embedding.rows(rows))
+
+
+def lr_lambda(total_steps: int) -> Any:
+    """Linear warm-up over the first 5% of steps, linear decay to zero over the last 20%."""
+    warmup = max(1, int(WARMUP_FRACTION * total_steps))
+    decay_start = int((1 - DECAY_FRACTION) * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if step >= decay_start:
+            return max(0.0, (total_steps - step) / max(1, total_steps - decay_start))
+        return 1.0
+
+    return factor
+
+
+class SAETrainingPlan(pl.LightningModule):
+    """Lightning wrapper: losses, decoder constraints, schedule, logging.
+
+    Parameters
+    ----------
+    module
+        The SAE to train.
+    lr
+        Peak Adam learning rate.
+    """
+
+    def __init__(self, module: SAEModule, *, lr: float) -> None:
+        super().__init__()
+        self.module = module
+        self.lr = lr
+        self.unit_norm_decoder = module.activation.unit_norm_decoder
+        self._sums: dict[str, torch.Tensor] = {}
+        self.history: dict[str, list[float]] = defaultdict(list)
+
+    def _step(self, batch: torch.Tensor, prefix: str) -> torch.Tensor:
+        out = self.module(self.module.normalize(batch))
+        loss = out.fvu + self.module.config.aux_coefficient * out.aux_loss + out.sparsity_loss
+        if prefix == "train":
+            self.module.update_firing(out.activations)
+        # sums per epoch, logged once at its end: per-step logging costs more than the step
+        n = batch.shape[0]
+        with torch.no_grad():
+            l0 = (out.activations > 0).sum()
+            stats = torch.stack([loss.detach() * n, out.fvu.detach() * n, l0.to(loss.dtype), loss.new_tensor(n)])
+        self._sums[prefix] = stats if prefix not in self._sums else self._sums[prefix] + stats
+        return loss
+
+    def _log_epoch(self, prefix: str) -> None:
+        stats = self._sums.pop(prefix, None)
+        if stats is None:
+            return
+        loss, fvu, l0, n = (stats / stats[3]).unbind()
+        values = {f"{prefix}_loss": loss, f"{prefix}_fvu": fvu, f"{prefix}_l0": l0}
+        self.log_dict(values, prog_bar=True, sync_dist=True)
+        for key, value in values.items():
+            self.history[key].append(float(value))
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        self._log_epoch("validation")
+
+    def on_train_epoch_end(self) -> None:  # noqa: D102
+        self._log_epoch("train")
+        self.history["dead_fraction"].append(float(self.module.dead_mask().float().mean()))
+        self.history["lr"].append(float(self.trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:  # noqa: D102
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:  # noqa: D102
+        self._step(batch, "validation")
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:  # noqa: D102
+        if self.unit_norm_decoder:
+            self.module.remove_gradient_parallel_to_decoder()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:  # noqa: D102
+        if self.unit_norm_decoder:
+            self.module.set_decoder_norm_to_unit()
+
+    def configure_optimizers(self) -> Any:  # noqa: D102
+        optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def fit(
+    plan: SAETrainingPlan,
+    train_batches: ShuffledBatches,
+    validation_batches: ShuffledBatches | None,
+    *,
+    max_epochs: int,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = "auto",
+    early_stopping: bool = False,
+    early_stopping_patience: int = 10,
+    enable_progress_bar: bool = True,
+    **trainer_kwargs: Any,
+) -> dict[str, list[float]]:
+    """Train with Lightning and return the per-epoch history (lists of floats).
+
+    Extra keyword arguments go to :class:`lightning.pytorch.Trainer`
+    (e.g. ``strategy``, ``precision``).
+    """
+    callbacks: list[pl.Callback] = []
+    if early_stopping:
+        if validation_batches is None:
+            msg = "early_stopping needs a validation split; pass train_size < 1."
+            raise ValueError(msg)
+        callbacks.append(
+            pl.callbacks.EarlyStopping(monitor="validation_fvu", patience=early_stopping_patience, mode="min")
+        )
+    trainer_kwargs.setdefault("gradient_clip_val", GRADIENT_CLIP)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=enable_progress_bar,
+        num_sanity_val_steps=0,
+        **trainer_kwargs,
+    )
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)
+    finally:
+        lightning_logger.setLevel(level)
+    return dict(plan.history)
