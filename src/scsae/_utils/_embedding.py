@@ -94,7 +94,9 @@ class Embedding:
             raise ValueError(msg)
 
 
-def get_embedding(adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None) -> Embedding:
+def get_embedding(
+    adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None
+) -> Embedding:
     """Look up the matrix to model and check its shape.
 
     Parameters

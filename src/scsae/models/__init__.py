@@ -1,7 +1,17 @@
 """Model classes and their torch modules."""
 
 from ._architectures import ARCHITECTURES, Architecture
+from ._inference import INFERENCE, Inference
 from ._sae_model import SparseAutoencoder
 from ._sae_module import SAEConfig, SAEModule, SAEOutput
 
-__all__ = ["ARCHITECTURES", "Architecture", "SAEConfig", "SAEModule", "SAEOutput", "SparseAutoencoder"]
+__all__ = [
+    "ARCHITECTURES",
+    "INFERENCE",
+    "Architecture",
+    "Inference",
+    "SAEConfig",
+    "SAEModule",
+    "SAEOutput",
+    "SparseAutoencoder",
+]

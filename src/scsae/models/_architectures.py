@@ -54,7 +54,7 @@ class Architecture(nn.Module):
         coef = config.sparsity_coefficient
         self.sparsity_coefficient = self.default_sparsity_coefficient if coef is None else coef
 
-    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
 
@@ -70,7 +70,7 @@ class TopK(Architecture):
     name = "topk"
     uses_k = True
 
-    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         return _topk_dense(torch.relu(pre_acts), self.k), pre_acts.new_zeros(())
 
 
@@ -92,7 +92,7 @@ class BatchTopK(Architecture):
         self.register_buffer("threshold", torch.tensor(-1.0))
         self.register_buffer("n_updates", torch.tensor(0, dtype=torch.long))
 
-    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         acts = torch.relu(pre_acts)
         if self.training:
             flat = acts.flatten()
@@ -127,7 +127,7 @@ class ReLU(Architecture):
     unit_norm_decoder = False
     default_sparsity_coefficient = 0.02
 
-    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         acts = torch.relu(pre_acts)
         penalty = (acts * decoder_norms).sum(-1).mean()
         return acts, self.sparsity_coefficient * penalty
@@ -137,13 +137,13 @@ class _JumpReLUFunction(torch.autograd.Function):
     """``z * H(z - theta)`` with the rectangle-kernel pseudo-derivative for ``theta``."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:  # noqa: D102
+    def forward(ctx, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(z, theta)
         ctx.bandwidth = bandwidth
         return z * (z > theta)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         z, theta = ctx.saved_tensors
         eps = ctx.bandwidth
         near = ((z - theta).abs() < eps / 2).to(grad.dtype)
@@ -155,13 +155,13 @@ class _StepFunction(torch.autograd.Function):
     """``H(z - theta)``; gradient only to ``theta``, through the same kernel."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:  # noqa: D102
+    def forward(ctx, z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(z, theta)
         ctx.bandwidth = bandwidth
         return (z > theta).to(z.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, None]:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, None]:
         z, theta = ctx.saved_tensors
         eps = ctx.bandwidth
         near = ((z - theta).abs() < eps / 2).to(grad.dtype)
@@ -188,7 +188,7 @@ class JumpReLU(Architecture):
         self.bandwidth = 0.05 * scale
         self.log_threshold = nn.Parameter(torch.full((config.n_features,), math.log(0.1 * scale)))
 
-    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         theta = self.log_threshold.exp()
         acts = _JumpReLUFunction.apply(pre_acts, theta, self.bandwidth)
         l0 = _StepFunction.apply(pre_acts, theta, self.bandwidth).sum(-1).mean()

@@ -46,7 +46,9 @@ class MetricAccumulator:
         self.n_active = 0
         self.feature_counts = np.zeros(n_features, dtype=np.int64)
 
-    def update(self, x: np.ndarray, x_hat: np.ndarray, active_counts: np.ndarray, n_active: int) -> None:
+    def update(
+        self, x: np.ndarray, x_hat: np.ndarray, active_counts: np.ndarray, n_active: int
+    ) -> None:
         """Add a batch: inputs, reconstructions and per-feature active-cell counts."""
         x = x.astype(np.float64, copy=False)
         x_hat = x_hat.astype(np.float64, copy=False)
@@ -73,7 +75,11 @@ class MetricAccumulator:
         total_var = self.sum_sq_x - n * float(mean_x @ mean_x)
         fvu = self.sum_sq_err / total_var if total_var > 0 else float("nan")
         # centred second moments expanded into running sums
-        xhat_c_sq = self.sum_sq_x_hat - 2 * float(mean_x @ np.asarray(self.sum_x_hat)) + n * float(mean_x @ mean_x)
+        xhat_c_sq = (
+            self.sum_sq_x_hat
+            - 2 * float(mean_x @ np.asarray(self.sum_x_hat))
+            + n * float(mean_x @ mean_x)
+        )
         xhat_c_dot_x_c = (
             self.sum_x_dot_x_hat
             - float(mean_x @ np.asarray(self.sum_x_hat))

@@ -18,6 +18,7 @@ from .. import __version__
 from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, get_embedding
 from ._architectures import get_architecture
+from ._inference import Inference, get_inference
 from ._metrics import MetricAccumulator
 from ._sae_module import SAEConfig, SAEModule
 from ._training import SAETrainingPlan, ShuffledBatches, fit
@@ -93,7 +94,9 @@ class SparseAutoencoder:
 
     @classmethod
     @doc_params(use_rep=DOC_USE_REP)
-    def setup_anndata(cls, adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None) -> None:
+    def setup_anndata(
+        cls, adata: AnnData, *, use_rep: str | None = "X_pca", layer: str | None = None
+    ) -> None:
         """Register which matrix of ``adata`` the model reads.
 
         Nothing is written into ``adata``; the choice is remembered for this object.
@@ -239,7 +242,9 @@ class SparseAutoencoder:
         emb.check_finite()
         rng = np.random.default_rng(seed)
         order = rng.permutation(n_obs)
-        n_train = n_obs if train_size == 1 else max(1, min(n_obs - 1, int(round(train_size * n_obs))))
+        n_train = (
+            n_obs if train_size == 1 else max(1, min(n_obs - 1, int(round(train_size * n_obs))))
+        )
         train_idx, val_idx = np.sort(order[:n_train]), np.sort(order[n_train:])
         if batch_size is None:
             batch_size = default_batch_size(n_train)
@@ -260,9 +265,13 @@ class SparseAutoencoder:
         self._fit_normalization(emb, train_idx, seed=seed)
         self.module.cells_since_fired.zero_()
         plan = SAETrainingPlan(self.module, lr=lr)
-        train_batches = ShuffledBatches(emb, train_idx, batch_size, shuffle=True, drop_last=True, seed=seed)
+        train_batches = ShuffledBatches(
+            emb, train_idx, batch_size, shuffle=True, drop_last=True, seed=seed
+        )
         val_batches = (
-            ShuffledBatches(emb, val_idx, min(len(val_idx), INFERENCE_BATCH), shuffle=False, drop_last=False)
+            ShuffledBatches(
+                emb, val_idx, min(len(val_idx), INFERENCE_BATCH), shuffle=False, drop_last=False
+            )
             if len(val_idx)
             else None
         )
@@ -312,7 +321,9 @@ class SparseAutoencoder:
         self.module.input_scale.fill_(math.sqrt(mean_sq_norm))
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
-        self.module.initialize_decoder_bias(self.module.normalize(torch.from_numpy(emb.rows(sample))))
+        self.module.initialize_decoder_bias(
+            self.module.normalize(torch.from_numpy(emb.rows(sample)))
+        )
 
     @property
     def history(self) -> dict[str, pd.DataFrame]:
@@ -336,12 +347,43 @@ class SparseAutoencoder:
         m = self.module
         return (m.input_mean + m.input_scale * m.b_dec).detach().cpu().numpy()
 
+    def get_inference(self, inference: str | Inference = "amortized", **options: Any) -> Inference:
+        """An inference strategy over this model's dictionary, fitted if it learns.
+
+        Parameters
+        ----------
+        inference
+            Name in :data:`scsae.models.INFERENCE`, or a strategy instance.
+        **options
+            Settings of the named strategy.
+        """
+        self._check_trained()
+        strategy = get_inference(inference, **options) if isinstance(inference, str) else inference
+        if strategy.needs_fit:
+            emb = self._embedding()
+            seed = self.train_params_.get("random_state", self.random_state)
+            batch_size = self.train_params_.get("batch_size", default_batch_size(emb.n_obs))
+            batches = ShuffledBatches(
+                emb, np.arange(emb.n_obs), batch_size, shuffle=True, drop_last=True, seed=seed
+            )
+            module = self.module
+            with torch.no_grad():
+                normalised = (module.normalize(b) for b in batches)
+                strategy.fit(module, normalised)
+        return strategy
+
     @torch.no_grad()
     def _transform(
-        self, adata: AnnData | None, *, batch_size: int, activations: bool, reconstruction: bool
+        self,
+        adata: AnnData | None,
+        *,
+        batch_size: int,
+        activations: bool,
+        reconstruction: bool,
+        inference: str | Inference = "amortized",
     ) -> tuple[sparse.csr_matrix | None, np.ndarray | None, MetricAccumulator]:
         """One pass over the cells: activations (CSR), reconstructions and metrics."""
-        self._check_trained()
+        strategy = self.get_inference(inference)
         emb = self._embedding(adata)
         emb.check_finite()
         module = self.module.eval()
@@ -351,7 +393,7 @@ class SparseAutoencoder:
         recon = np.empty((emb.n_obs, emb.n_dims), dtype=np.float32) if reconstruction else None
         for sl, rows in emb.chunks(batch_size):
             x = torch.from_numpy(rows).to(device)
-            acts = module.encode(module.normalize(x))
+            acts = strategy.encode(module, module.normalize(x))
             x_hat = module.denormalize(module.decode(acts))
             active = acts > 0
             acc.update(rows, x_hat.cpu().numpy(), active.sum(0).cpu().numpy(), int(active.sum()))
@@ -362,34 +404,97 @@ class SparseAutoencoder:
         acts_csr = sparse.vstack(blocks, format="csr", dtype=np.float32) if activations else None
         return acts_csr, recon, acc
 
-    def get_feature_activations(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> sparse.csr_matrix:
+    def get_feature_activations(
+        self,
+        adata: AnnData | None = None,
+        *,
+        inference: str | Inference = "amortized",
+        batch_size: int = INFERENCE_BATCH,
+    ) -> sparse.csr_matrix:
         """Sparse feature activations, cells x features, in embedding units (float32 CSR).
 
         Parameters
         ----------
         adata
             Data to encode (same embedding key and width); defaults to the training data.
+        inference
+            Strategy that infers codes from the dictionary: a name in
+            :data:`scsae.models.INFERENCE` (``"amortized"`` is the SAE encoder) or an
+            instance from :meth:`get_inference` (to pass options or reuse a fitted one).
         batch_size
             Cells per inference batch.
         """
-        acts, _, _ = self._transform(adata, batch_size=batch_size, activations=True, reconstruction=False)
+        acts, _, _ = self._transform(
+            adata,
+            batch_size=batch_size,
+            activations=True,
+            reconstruction=False,
+            inference=inference,
+        )
         return acts
 
-    def get_reconstruction(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-        """Reconstructed embedding, cells x dims (float32)."""
-        _, recon, _ = self._transform(adata, batch_size=batch_size, activations=False, reconstruction=True)
+    def get_reconstruction(
+        self,
+        adata: AnnData | None = None,
+        *,
+        inference: str | Inference = "amortized",
+        batch_size: int = INFERENCE_BATCH,
+    ) -> np.ndarray:
+        """Reconstructed embedding, cells x dims (float32); arguments as :meth:`get_feature_activations`."""
+        _, recon, _ = self._transform(
+            adata,
+            batch_size=batch_size,
+            activations=False,
+            reconstruction=True,
+            inference=inference,
+        )
         return recon
 
-    def get_metrics(self, adata: AnnData | None = None, *, batch_size: int = INFERENCE_BATCH) -> dict[str, float]:
-        """Quality metrics on ``adata`` (see :mod:`scsae.models._metrics` for definitions).
+    def get_metrics(
+        self,
+        adata: AnnData | None = None,
+        *,
+        inference: str | Inference = "amortized",
+        batch_size: int = INFERENCE_BATCH,
+    ) -> dict[str, float]:
+        """Quality metrics on ``adata``; arguments as :meth:`get_feature_activations`.
 
         Returns
         -------
         ``fvu``, ``explained_variance``, ``mean_l0``, ``dead_fraction``,
-        ``dense_fraction`` and ``shrinkage``.
+        ``dense_fraction`` and ``shrinkage`` (defined in :mod:`scsae.models._metrics`).
         """
-        _, _, acc = self._transform(adata, batch_size=batch_size, activations=False, reconstruction=False)
+        _, _, acc = self._transform(
+            adata,
+            batch_size=batch_size,
+            activations=False,
+            reconstruction=False,
+            inference=inference,
+        )
         return acc.result()
+
+    def transform(
+        self,
+        adata: AnnData | None = None,
+        *,
+        inference: str | Inference = "amortized",
+        batch_size: int = INFERENCE_BATCH,
+    ) -> tuple[sparse.csr_matrix, dict[str, float], np.ndarray]:
+        """Activations, metrics and feature frequencies in one pass over the cells.
+
+        Returns
+        -------
+        ``(activations, metrics, feature_frequency)``; see :meth:`get_feature_activations`
+        and :meth:`get_metrics`.
+        """
+        acts, _, acc = self._transform(
+            adata,
+            batch_size=batch_size,
+            activations=True,
+            reconstruction=False,
+            inference=inference,
+        )
+        return acts, acc.result(), acc.feature_frequency
 
     # --- persistence -----------------------------------------------------------
     def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
@@ -424,7 +529,9 @@ class SparseAutoencoder:
         )
 
     @classmethod
-    def load(cls, dir_path: str | Path, adata: AnnData, *, map_location: str | torch.device = "cpu") -> SparseAutoencoder:
+    def load(
+        cls, dir_path: str | Path, adata: AnnData, *, map_location: str | torch.device = "cpu"
+    ) -> SparseAutoencoder:
         """Load a model saved with :meth:`save` onto ``adata``.
 
         Checks that the file holds this class, was written by this or an older
@@ -466,6 +573,8 @@ class SparseAutoencoder:
         model.module.load_state_dict(saved["state_dict"])
         model.module.eval()
         model.train_params_ = saved["train_params"]
-        model.history_ = {key: pd.DataFrame({key: values}) for key, values in saved["history"].items()}
+        model.history_ = {
+            key: pd.DataFrame({key: values}) for key, values in saved["history"].items()
+        }
         model.is_trained_ = saved["is_trained"]
         return model

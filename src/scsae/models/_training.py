@@ -13,6 +13,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -123,7 +124,9 @@ class SAETrainingPlan(pl.LightningModule):
         n = batch.shape[0]
         with torch.no_grad():
             l0 = (out.activations > 0).sum()
-            stats = torch.stack([loss.detach() * n, out.fvu.detach() * n, l0.to(loss.dtype), loss.new_tensor(n)])
+            stats = torch.stack(
+                [loss.detach() * n, out.fvu.detach() * n, l0.to(loss.dtype), loss.new_tensor(n)]
+            )
         self._sums[prefix] = stats if prefix not in self._sums else self._sums[prefix] + stats
         return loss
 
@@ -137,33 +140,57 @@ class SAETrainingPlan(pl.LightningModule):
         for key, value in values.items():
             self.history[key].append(float(value))
 
-    def on_validation_epoch_end(self) -> None:  # noqa: D102
+    def on_validation_epoch_end(self) -> None:
         self._log_epoch("validation")
 
-    def on_train_epoch_end(self) -> None:  # noqa: D102
+    def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
         self.history["dead_fraction"].append(float(self.module.dead_mask().float().mean()))
         self.history["lr"].append(float(self.trainer.optimizers[0].param_groups[0]["lr"]))
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:  # noqa: D102
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:  # noqa: D102
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         self._step(batch, "validation")
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:  # noqa: D102
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.unit_norm_decoder:
             self.module.remove_gradient_parallel_to_decoder()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:  # noqa: D102
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.unit_norm_decoder:
             self.module.set_decoder_norm_to_unit()
 
-    def configure_optimizers(self) -> Any:  # noqa: D102
+    def configure_optimizers(self) -> Any:
         optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up banners and hints; keep its warnings about real problems."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in (
+                ".*does not have many workers.*",
+                ".*smaller than the logging interval.*",
+                ".*LeafSpec.*",
+            ):
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def fit(
@@ -190,29 +217,23 @@ def fit(
             msg = "early_stopping needs a validation split; pass train_size < 1."
             raise ValueError(msg)
         callbacks.append(
-            pl.callbacks.EarlyStopping(monitor="validation_fvu", patience=early_stopping_patience, mode="min")
+            pl.callbacks.EarlyStopping(
+                monitor="validation_fvu", patience=early_stopping_patience, mode="min"
+            )
         )
     trainer_kwargs.setdefault("gradient_clip_val", GRADIENT_CLIP)
-    trainer = pl.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=enable_progress_bar,
-        num_sanity_val_steps=0,
-        **trainer_kwargs,
-    )
-    lightning_logger = logging.getLogger("lightning.pytorch")
-    level = lightning_logger.level
-    lightning_logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-            trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)
-    finally:
-        lightning_logger.setLevel(level)
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=enable_progress_bar,
+            num_sanity_val_steps=0,
+            **trainer_kwargs,
+        )
+        trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)
     return dict(plan.history)

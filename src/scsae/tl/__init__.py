@@ -1,1 +1,5 @@
-"""tl namespace."""
+"""Tools: scanpy-style functions that write results into AnnData."""
+
+from ._sae import sae
+
+__all__ = ["sae"]

@@ -1,0 +1,12 @@
+"""Sparse inference over a fixed dictionary: one registry, one file per strategy.
+
+A strategy turns normalised inputs into feature activations for a trained
+:class:`~scsae.models.SAEModule` (its decoder is the dictionary). The SAE's
+own encoder is the ``"amortized"`` strategy. Strategies that learn something
+of their own (e.g. an unrolled encoder) do it in :meth:`Inference.fit`.
+"""
+
+from ._amortized import Amortized
+from ._base import INFERENCE, Inference, get_inference, register
+
+__all__ = ["INFERENCE", "Amortized", "Inference", "get_inference", "register"]

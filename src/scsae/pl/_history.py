@@ -1,0 +1,70 @@
+"""Training curves of an SAE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ._utils import finish, get_sae_uns, new_axes
+
+
+def _history_of(data: Any, key: str) -> dict[str, np.ndarray]:
+    history = getattr(data, "history", None)
+    if isinstance(history, dict) and not hasattr(data, "uns"):  # a model
+        return {name: np.asarray(df.iloc[:, 0]) for name, df in history.items()}
+    return {name: np.asarray(v) for name, v in get_sae_uns(data, key).get("history", {}).items()}
+
+
+def training_history(
+    data: Any,
+    *,
+    key: str = "X_sae",
+    metrics: tuple[str, ...] = ("train_fvu", "validation_fvu"),
+    log_y: bool = True,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    return_fig: bool = False,
+) -> Figure | Axes | None:
+    """Plot per-epoch training metrics.
+
+    Parameters
+    ----------
+    data
+        AnnData/MuData processed by :func:`scsae.tl.sae`, or a trained
+        :class:`~scsae.models.SparseAutoencoder`.
+    key
+        ``key_added`` of :func:`scsae.tl.sae` (ignored for a model).
+    metrics
+        History entries to draw (those missing, e.g. ``validation_fvu`` without a
+        validation split, are skipped).
+    log_y
+        Logarithmic y axis.
+    ax
+        Axes to draw into.
+    show
+        Show the plot; by default when interactive and no ``ax`` is given.
+    return_fig
+        Return the figure.
+
+    Returns
+    -------
+    The axes (or figure with ``return_fig=True``) unless shown.
+    """
+    history = _history_of(data, key)
+    present = [m for m in metrics if m in history]
+    if not present:
+        msg = f"None of {list(metrics)} in the training history; available: {sorted(history)}."
+        raise KeyError(msg)
+    fig, axes = new_axes(ax)
+    for name in present:
+        values = history[name]
+        axes.plot(np.arange(1, len(values) + 1), values, label=name)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(" / ".join(present) if len(present) == 1 else "value")
+    if log_y and all((history[m] > 0).all() for m in present):
+        axes.set_yscale("log")
+    axes.legend(frameon=False)
+    return finish(fig, axes, show=show, return_fig=return_fig, ax_given=ax is not None)

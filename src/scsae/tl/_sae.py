@@ -1,0 +1,195 @@
+"""``tl.sae``: train a sparse autoencoder on an embedding, write activations back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+from scanpy import logging as logg
+
+from .._utils._docs import DOC_ADATA, DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
+from .._utils._embedding import describe_rep
+from ..models import SparseAutoencoder
+
+
+def _pc_loadings(adata: AnnData, use_rep: str | None, decoder: np.ndarray) -> np.ndarray | None:
+    """Genes x features loadings when the embedding is ``X_pca`` with matching ``varm['PCs']``."""
+    varm = getattr(adata, "varm", None)
+    if use_rep != "X_pca" or varm is None or "PCs" not in varm:
+        return None
+    pcs = np.asarray(varm["PCs"])
+    if pcs.shape[1] != decoder.shape[1]:
+        logg.warning(
+            f"varm['PCs'] has {pcs.shape[1]} components but X_pca has {decoder.shape[1]}; gene loadings not written."
+        )
+        return None
+    return (pcs @ decoder.T).astype(np.float32)
+
+
+def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
+    return {key: df[key].to_numpy(dtype=np.float64) for key, df in model.history.items()}
+
+
+@doc_params(adata=DOC_ADATA, use_rep=DOC_USE_REP, arch=DOC_ARCHITECTURE, train=DOC_TRAIN)
+def sae(
+    adata: AnnData,
+    *,
+    use_rep: str | None = "X_pca",
+    layer: str | None = None,
+    n_features: int | None = None,
+    expansion_factor: float = 16,
+    k: int | None = None,
+    architecture: str = "topk",
+    sparsity_coefficient: float | None = None,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    train_size: float = 0.9,
+    early_stopping: bool = False,
+    random_state: int = 0,
+    inference: str = "amortized",
+    inference_kwargs: dict[str, Any] | None = None,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = "auto",
+    enable_progress_bar: bool = False,
+    trainer_kwargs: dict[str, Any] | None = None,
+    key_added: str = "X_sae",
+    copy: bool = False,
+    return_model: bool = False,
+) -> AnnData | SparseAutoencoder | tuple[AnnData, SparseAutoencoder] | None:
+    """Train a sparse autoencoder on an embedding and store its feature activations.
+
+    Each cell's embedding is written as a sparse, non-negative combination of
+    learned unit directions (features). Training follows current SAE practice
+    (TopK with AuxK against dead features, centred and scaled inputs, unit-norm
+    decoder rows, Adam with warm-up and decay); see :class:`~scsae.models.SparseAutoencoder`.
+    Nothing is written unless training and encoding succeed.
+
+    Parameters
+    ----------
+    {adata}
+    {use_rep}
+    {arch}
+    {train}
+    inference
+        How codes are inferred from the trained dictionary: ``"amortized"`` (the SAE
+        encoder) or another name in :data:`scsae.models.INFERENCE`.
+    inference_kwargs
+        Options of the inference strategy.
+    accelerator
+        Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
+    devices
+        Lightning devices.
+    enable_progress_bar
+        Show Lightning's progress bar.
+    trainer_kwargs
+        Further arguments of :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
+    key_added
+        Key under which results are stored.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+    return_model
+        Also return the trained :class:`~scsae.models.SparseAutoencoder`.
+
+    Returns
+    -------
+    `None`, or the copy when ``copy=True``, or the model when ``return_model=True``
+    (``(copy, model)`` when both). Sets the following fields:
+
+    ``adata.obsm[key_added]`` : :class:`scipy.sparse.csr_matrix` (float32, cells x features)
+        Feature activations in embedding units: ``bias + obsm[key_added] @ decoder``
+        reconstructs the embedding.
+    ``adata.uns[key_added]['params']`` : `dict`
+        Every setting that shaped the result (input, sizes, training, inference).
+    ``adata.uns[key_added]['metrics']`` : `dict`
+        ``fvu``, ``explained_variance``, ``mean_l0``, ``dead_fraction``,
+        ``dense_fraction``, ``shrinkage`` over all cells.
+    ``adata.uns[key_added]['decoder']`` : :class:`numpy.ndarray` (features x dims)
+        Unit-norm feature directions in embedding space.
+    ``adata.uns[key_added]['bias']`` : :class:`numpy.ndarray` (dims)
+        Reconstruction of a cell with no active feature.
+    ``adata.uns[key_added]['feature_frequency']`` : :class:`numpy.ndarray` (features)
+        Fraction of cells in which each feature is active.
+    ``adata.uns[key_added]['history']`` : `dict` of arrays
+        Per-epoch training metrics (``train_fvu``, ``validation_fvu``, ``train_l0``,
+        ``dead_fraction``, ``lr``...).
+    ``adata.varm[key_added + '_loadings']`` : :class:`numpy.ndarray` (genes x features)
+        Only when ``use_rep='X_pca'`` and ``varm['PCs']`` exists: each feature's gene
+        loadings, the decoder composed with the principal components.
+
+    Examples
+    --------
+    >>> import scanpy as sc, scsae
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> scsae.tl.sae(adata, use_rep="X_pca")
+    >>> adata.uns["X_sae"]["metrics"]["fvu"]
+    """
+    start = logg.info(f"training sparse autoencoder on {describe_rep(use_rep, layer)}")
+    SparseAutoencoder.setup_anndata(adata, use_rep=use_rep, layer=layer)
+    model = SparseAutoencoder(
+        adata,
+        n_features=n_features,
+        expansion_factor=expansion_factor,
+        k=k,
+        architecture=architecture,
+        sparsity_coefficient=sparsity_coefficient,
+        random_state=random_state,
+    )
+    model.train(
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        train_size=train_size,
+        early_stopping=early_stopping,
+        accelerator=accelerator,
+        devices=devices,
+        enable_progress_bar=enable_progress_bar,
+        **(trainer_kwargs or {}),
+    )
+    strategy = model.get_inference(inference, **(inference_kwargs or {}))
+    activations, metrics, frequency = model.transform(inference=strategy)
+    decoder = model.decoder
+    loadings = _pc_loadings(adata, use_rep, decoder)
+    cfg = model.module.config
+    params = {
+        "use_rep": describe_rep(use_rep, layer) if layer is not None else (use_rep or "X"),
+        "architecture": architecture,
+        "n_features": cfg.n_features,
+        "k": cfg.k,
+        "expansion_factor": float(expansion_factor),
+        **(
+            {"sparsity_coefficient": float(model.module.activation.sparsity_coefficient)}
+            if not model.module.activation.uses_k
+            else {}
+        ),
+        **model.train_params_,
+        **strategy.params(),
+    }
+
+    # all computation succeeded: only now touch the user's object
+    target = adata.copy() if copy else adata
+    target.obsm[key_added] = activations
+    target.uns[key_added] = {
+        "params": params,
+        "metrics": metrics,
+        "decoder": decoder.astype(np.float32),
+        "bias": model.bias.astype(np.float32),
+        "feature_frequency": frequency.astype(np.float32),
+        "history": _history_arrays(model),
+    }
+    fields = [f"'obsm[{key_added!r}]'", f"'uns[{key_added!r}]'"]
+    if loadings is not None:
+        target.varm[f"{key_added}_loadings"] = loadings
+        fields.append(f"'varm[{key_added + '_loadings'!r}]'")
+    logg.info(
+        f"    finished: FVU {metrics['fvu']:.3f}, mean L0 {metrics['mean_l0']:.1f}, "
+        f"dead {metrics['dead_fraction']:.1%}",
+        time=start,
+        deep="added\n    " + ", ".join(fields),
+    )
+    if copy and return_model:
+        return target, model
+    if return_model:
+        return model
+    return target if copy else None
