@@ -243,7 +243,7 @@ class SparseAutoencoder:
         rng = np.random.default_rng(seed)
         order = rng.permutation(n_obs)
         n_train = (
-            n_obs if train_size == 1 else max(1, min(n_obs - 1, int(round(train_size * n_obs))))
+            n_obs if train_size == 1 else max(1, min(n_obs - 1, round(train_size * n_obs)))
         )
         train_idx, val_idx = np.sort(order[:n_train]), np.sort(order[n_train:])
         if batch_size is None:

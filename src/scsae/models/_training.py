@@ -134,7 +134,7 @@ class SAETrainingPlan(pl.LightningModule):
         stats = self._sums.pop(prefix, None)
         if stats is None:
             return
-        loss, fvu, l0, n = (stats / stats[3]).unbind()
+        loss, fvu, l0, _n = (stats / stats[3]).unbind()
         values = {f"{prefix}_loss": loss, f"{prefix}_fvu": fvu, f"{prefix}_l0": l0}
         self.log_dict(values, prog_bar=True, sync_dist=True)
         for key, value in values.items():
