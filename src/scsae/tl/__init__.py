@@ -1,5 +1,6 @@
 """Tools: scanpy-style functions that write results into AnnData."""
 
+from ._feature_genes import feature_genes
 from ._sae import sae
 
-__all__ = ["sae"]
+__all__ = ["feature_genes", "sae"]

@@ -1,0 +1,384 @@
+"""``tl.feature_genes``: score every gene (peak, protein) for every SAE feature."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scanpy import logging as logg
+from scipy import sparse, stats
+
+from .._utils._docs import doc_params
+from ._feature_utils import (
+    DOC_KEY,
+    DOC_MOD,
+    get_activations,
+    get_modality,
+    get_sae_result,
+    is_mudata,
+)
+
+Method = Literal["auto", "loadings", "association"]
+
+
+def _resolve_loadings(
+    adata: AnnData,
+    sae_uns: dict,
+    loadings: str | np.ndarray | pd.DataFrame | None,
+    *,
+    n_dims: int,
+    joint: bool,
+) -> tuple[np.ndarray | None, str | None]:
+    """Genes x dims loadings of the embedding, and a name for ``params``."""
+    if loadings is None:
+        use_rep = sae_uns.get("params", {}).get("use_rep")
+        pcs = adata.varm.get("PCs") if not joint else None
+        if use_rep == "X_pca" and pcs is not None and np.shape(pcs)[1] == n_dims:
+            return np.asarray(pcs, dtype=np.float64), "varm['PCs']"
+        return None, None
+    if isinstance(loadings, str):
+        if loadings not in adata.varm:
+            msg = f"loadings={loadings!r} is not in varm; available: {list(adata.varm.keys())}."
+            raise KeyError(msg)
+        values, name = adata.varm[loadings], f"varm[{loadings!r}]"
+        if isinstance(values, pd.DataFrame):
+            values = values.to_numpy()
+    elif isinstance(loadings, pd.DataFrame):
+        missing = adata.var_names.difference(loadings.index)
+        if len(missing):
+            msg = (
+                f"{len(missing)} of {adata.n_vars} var_names are missing from the loadings' index "
+                f"(e.g. {list(missing[:3])}); index the loadings by adata.var_names."
+            )
+            raise ValueError(msg)
+        values, name = loadings.loc[adata.var_names].to_numpy(), "DataFrame"
+    else:
+        values, name = loadings, "array"
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (adata.n_vars, n_dims):
+        msg = (
+            f"loadings have shape {values.shape}; expected genes x embedding dims = "
+            f"({adata.n_vars}, {n_dims}) to compose with the SAE decoder."
+        )
+        raise ValueError(msg)
+    return values, name
+
+
+def _expression(
+    adata: AnnData, layer: str | None, *, use_raw: bool | None
+) -> tuple[Any, pd.Index, bool, str]:
+    """Cells x genes log-expression to test, its genes, whether it is ``.raw``, its name."""
+    if use_raw is None:
+        use_raw = layer is None and adata.raw is not None
+    if use_raw:
+        if layer is not None:
+            msg = f"Pass layer={layer!r} or use_raw=True, not both."
+            raise ValueError(msg)
+        if adata.raw is None:
+            msg = "use_raw=True but adata.raw is None; pass layer= or use_raw=False."
+            raise ValueError(msg)
+        return adata.raw.X, adata.raw.var_names, True, "raw.X"
+    if layer is not None:
+        if layer not in adata.layers:
+            msg = f"layer={layer!r} not found; available layers: {list(adata.layers.keys())}."
+            raise KeyError(msg)
+        return adata.layers[layer], adata.var_names, False, f"layers[{layer!r}]"
+    return adata.X, adata.var_names, False, "X"
+
+
+def _warn_if_counts(matrix: Any, name: str) -> None:
+    block = matrix[: min(500, matrix.shape[0])]
+    values = block.data if sparse.issparse(block) else np.asarray(block).ravel()
+    if values.size and np.all(np.mod(values, 1) == 0) and values.max() > 30:
+        logg.warning(
+            f"{name} looks like raw counts; the association test expects log-normalised "
+            "expression (sc.pp.normalize_total + sc.pp.log1p, or pass layer=)."
+        )
+
+
+def _top_cells(acts: sparse.csc_matrix, n_top_cells: int | None) -> sparse.csc_matrix:
+    """Binary cells x features matrix of each feature's most activated (active) cells."""
+    rows, cols = [], []
+    for j in range(acts.shape[1]):
+        lo, hi = acts.indptr[j], acts.indptr[j + 1]
+        vals, idx = acts.data[lo:hi], acts.indices[lo:hi]
+        keep = vals > 0
+        vals, idx = vals[keep], idx[keep]
+        if n_top_cells is not None and idx.size > n_top_cells:
+            idx = idx[np.argpartition(-vals, n_top_cells - 1)[:n_top_cells]]
+        rows.append(idx)
+        cols.append(np.full(idx.size, j))
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    return sparse.csc_matrix((np.ones(r.size), (r, c)), shape=acts.shape)
+
+
+def _dense(x: Any) -> np.ndarray:
+    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+
+
+def _association(
+    acts: sparse.csc_matrix,
+    expr: Any,
+    *,
+    n_top_cells: int | None,
+    min_cells: int,
+    statistic: str,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Welch t (or SMD) of top-activating vs non-activating cells, all features at once.
+
+    Group sums come from sparse products ``groups.T @ expr``, so the cost is one pass
+    over the expression per chunk of features, whatever the number of cells tested.
+    """
+    expr = (
+        sparse.csr_matrix(expr, dtype=np.float64)
+        if sparse.issparse(expr)
+        else np.asarray(expr, dtype=np.float64)
+    )
+    expr2 = expr.multiply(expr).tocsr() if sparse.issparse(expr) else expr**2
+    n_cells = expr.shape[0]
+    total = np.asarray(expr.sum(axis=0)).ravel()
+    total2 = np.asarray(expr2.sum(axis=0)).ravel()
+    top = _top_cells(acts, n_top_cells)
+    active = (acts > 0).astype(np.float64).tocsc()
+    n1_all = np.asarray(top.sum(axis=0)).ravel()
+    n0_all = n_cells - np.asarray(active.sum(axis=0)).ravel()
+    tested = (n1_all >= min_cells) & (n0_all >= min_cells)
+
+    n_genes, n_feat = expr.shape[1], acts.shape[1]
+    scores = np.zeros((n_genes, n_feat), dtype=np.float32)
+    pvals = np.ones((n_genes, n_feat), dtype=np.float64)
+    for start in range(0, n_feat, chunk_size):
+        sl = slice(start, min(start + chunk_size, n_feat))
+        if not tested[sl].any():
+            continue
+        top_t, act_t = top[:, sl].T.tocsr(), active[:, sl].T.tocsr()
+        s1, q1 = _dense(top_t @ expr), _dense(top_t @ expr2)
+        sa, qa = _dense(act_t @ expr), _dense(act_t @ expr2)
+        n1 = np.maximum(n1_all[sl], 2)[:, None]
+        n0 = np.maximum(n0_all[sl], 2)[:, None]
+        m1, m0 = s1 / n1, (total - sa) / n0
+        v1 = np.clip((q1 - n1 * m1**2) / (n1 - 1), 0, None)
+        v0 = np.clip((total2 - qa - n0 * m0**2) / (n0 - 1), 0, None)
+        a1, a0 = v1 / n1, v0 / n0
+        se = np.sqrt(a1 + a0)
+        ok = se > 0
+        t = np.divide(m1 - m0, se, out=np.zeros_like(se), where=ok)
+        df = np.divide(
+            (a1 + a0) ** 2, a1**2 / (n1 - 1) + a0**2 / (n0 - 1), out=np.ones_like(se), where=ok
+        )
+        p = np.where(ok, 2 * stats.t.sf(np.abs(t), df), 1.0)
+        if statistic == "smd":
+            pooled = np.sqrt((v1 + v0) / 2)
+            score = np.divide(m1 - m0, pooled, out=np.zeros_like(se), where=pooled > 0)
+        else:
+            score = t
+        keep = ~tested[sl]
+        score[keep], p[keep] = 0.0, 1.0
+        scores[:, sl] = score.T
+        pvals[:, sl] = p.T
+    pvals_adj = stats.false_discovery_control(pvals, axis=0)
+    pvals_adj[:, ~tested] = 1.0
+    return (
+        scores,
+        pvals.astype(np.float32),
+        pvals_adj.astype(np.float32),
+        n1_all.astype(np.int64),
+        tested,
+    )
+
+
+@doc_params(key=DOC_KEY, mod=DOC_MOD)
+def feature_genes(
+    adata: Any,
+    *,
+    key: str = "X_sae",
+    method: Method = "auto",
+    loadings: str | np.ndarray | pd.DataFrame | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    mod: str | None = None,
+    n_top_cells: int | None = None,
+    min_cells: int = 5,
+    statistic: Literal["t", "smd"] = "t",
+    chunk_size: int = 256,
+    key_added: str | None = None,
+    copy: bool = False,
+) -> Any | None:
+    """Score every gene for every SAE feature.
+
+    Two routes:
+
+    ``"loadings"``
+        When the embedding is linear in the genes (PCA with ``varm['PCs']``, or a
+        linear decoder such as LDVAE or MOFA weights passed as ``loadings``), a
+        feature's gene scores are its decoder direction mapped to genes,
+        ``loadings @ decoder.T``: the change in (scaled) expression the feature
+        adds to a cell. No p-values.
+    ``"association"``
+        For any embedding (scVI, totalVI, MOFA, WNN...): each feature's most
+        activated cells are compared with the cells where it is inactive, gene by
+        gene, on log-normalised expression (Welch's t test, or the standardised
+        mean difference as score). All features are tested at once through sparse
+        group sums, with two-sided p-values and Benjamini-Hochberg adjustment over
+        the genes of each feature.
+
+    ``"auto"`` takes ``"loadings"`` when loadings are given or the SAE was trained
+    on ``X_pca`` with matching ``varm['PCs']``, and ``"association"`` otherwise.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData, with ``mod``) processed by :func:`scsae.tl.sae`.
+    {key}
+    method
+        ``"auto"``, ``"loadings"`` or ``"association"``.
+    loadings
+        Genes x embedding-dims loadings for the ``"loadings"`` route: a ``varm`` key,
+        an array or a DataFrame indexed by gene. `None` uses ``varm['PCs']`` when the
+        SAE was trained on ``X_pca``.
+    layer
+        Layer of log-normalised expression for ``"association"``.
+    use_raw
+        Test ``.raw`` (log-normalised, as scanpy keeps it). `None`: use ``.raw`` when
+        present and no ``layer`` is given, as :func:`scanpy.tl.rank_genes_groups`.
+    {mod}
+    n_top_cells
+        Cells per feature in the "top-activating" group: its ``n_top_cells`` most
+        activated cells. `None` uses every cell where the feature is active.
+    min_cells
+        Features active in fewer cells (or inactive in fewer cells) are not tested:
+        score 0, p-value 1, ``tested`` False. They are kept, never dropped.
+    statistic
+        Score of the ``"association"`` route: ``"t"`` (Welch's t, default) or
+        ``"smd"`` (mean difference over the pooled standard deviation). P-values
+        come from the t test either way.
+    chunk_size
+        Features per block (bounds memory to ``chunk_size x n_genes`` floats).
+    key_added
+        Base key of the results; default ``key + '_genes'``.
+    copy
+        Return a modified copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    `None`, or the copy when ``copy=True``. Sets (on ``mdata.mod[mod]`` for a MuData;
+    on ``adata.raw`` for the ``varm`` fields when ``.raw`` with other genes than
+    ``var`` was tested):
+
+    ``varm[key_added]`` : :class:`numpy.ndarray` (genes x features, float32)
+        Gene scores (composed loadings, t statistic or SMD).
+    ``varm[key_added + '_pvals']`` : :class:`numpy.ndarray` (genes x features)
+        ``"association"`` only: two-sided p-values.
+    ``varm[key_added + '_pvals_adj']`` : :class:`numpy.ndarray` (genes x features)
+        ``"association"`` only: Benjamini-Hochberg adjusted p-values (per feature).
+    ``uns[key_added]['params']`` : `dict`
+        ``key``, ``method``, ``source`` (loadings or expression used), ``mod``,
+        ``n_top_cells``, ``min_cells``, ``statistic``, ``varm_on`` (``"var"`` or ``"raw"``).
+    ``uns[key_added]['n_cells_top']`` : :class:`numpy.ndarray` (features)
+        ``"association"`` only: cells in each feature's top group.
+    ``uns[key_added]['tested']`` : :class:`numpy.ndarray` of bool (features)
+        Whether each feature has scores (``"loadings"``: all True).
+
+    Examples
+    --------
+    >>> import scanpy as sc, scsae
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> scsae.tl.sae(adata)
+    >>> scsae.tl.feature_genes(adata, method="association")
+    >>> adata.varm["X_sae_genes"].shape  # genes x features
+    """
+    if method not in ("auto", "loadings", "association"):
+        msg = f"method={method!r}; choose 'auto', 'loadings' or 'association'."
+        raise ValueError(msg)
+    if statistic not in ("t", "smd"):
+        msg = f"statistic={statistic!r}; choose 't' or 'smd'."
+        raise ValueError(msg)
+    if n_top_cells is not None and n_top_cells < 2:
+        msg = f"n_top_cells={n_top_cells}; need at least 2 cells (or None for all active cells)."
+        raise ValueError(msg)
+    key_added = key_added or f"{key}_genes"
+    sae_uns = get_sae_result(adata, key)
+    genes_ad, rows = get_modality(adata, mod)
+    decoder = np.asarray(sae_uns["decoder"], dtype=np.float64)
+    load, load_name = _resolve_loadings(
+        genes_ad, sae_uns, loadings, n_dims=decoder.shape[1], joint=is_mudata(adata)
+    )
+    if method == "loadings" and load is None:
+        msg = (
+            "method='loadings' needs gene loadings of the embedding: train on 'X_pca' with "
+            "varm['PCs'] present, or pass loadings= (a varm key or genes x dims array, e.g. "
+            "LDVAE/MOFA weights). Otherwise use method='association'."
+        )
+        raise ValueError(msg)
+    route = (
+        "loadings"
+        if method == "loadings" or (method == "auto" and load is not None)
+        else "association"
+    )
+
+    start = logg.info(f"scoring genes of {decoder.shape[0]} SAE features ({route})")
+    params: dict[str, Any] = {"key": key, "method": route, "mod": mod or ""}
+    if route == "loadings":
+        missing = ~np.isfinite(load).all(axis=1)
+        if missing.any():
+            logg.warning(
+                f"{int(missing.sum())} of {load.shape[0]} genes have no finite loadings in "
+                f"{load_name} (e.g. genes left out of the PCA); their scores are set to 0."
+            )
+        scores = (np.where(missing[:, None], 0.0, load) @ decoder.T).astype(np.float32)
+        params["n_genes_without_loadings"] = int(missing.sum())
+        pvals = pvals_adj = n_top = None
+        tested = np.ones(decoder.shape[0], dtype=bool)
+        on_raw = False
+        params["source"] = load_name
+    else:
+        expr, _genes, on_raw, name = _expression(genes_ad, layer, use_raw=use_raw)
+        _warn_if_counts(expr, name)
+        acts = get_activations(adata, key)
+        if rows is not None:
+            acts = acts[rows]
+        scores, pvals, pvals_adj, n_top, tested = _association(
+            acts,
+            expr,
+            n_top_cells=n_top_cells,
+            min_cells=min_cells,
+            statistic=statistic,
+            chunk_size=chunk_size,
+        )
+        params |= {
+            "source": name,
+            "n_top_cells": -1 if n_top_cells is None else int(n_top_cells),
+            "min_cells": int(min_cells),
+            "statistic": statistic,
+        }
+        if (~tested).any():
+            logg.warning(
+                f"{int((~tested).sum())} features active in < {min_cells} cells were not tested."
+            )
+    params["varm_on"] = "raw" if on_raw else "var"
+
+    # everything computed: now write
+    target = adata.copy() if copy else adata
+    target_ad = get_modality(target, mod)[0]
+    store = target_ad.raw if on_raw else target_ad
+    if on_raw and target_ad.raw.var_names.equals(target_ad.var_names):
+        store, params["varm_on"] = target_ad, "var"
+    store.varm[key_added] = scores
+    for suffix, values in (("_pvals", pvals), ("_pvals_adj", pvals_adj)):
+        if values is not None:
+            store.varm[key_added + suffix] = values
+        elif key_added + suffix in store.varm:  # stale results of another route
+            del store.varm[key_added + suffix]
+    target_ad.uns[key_added] = {"params": params, "tested": tested}
+    if n_top is not None:
+        target_ad.uns[key_added]["n_cells_top"] = n_top
+    where = "raw.varm" if params["varm_on"] == "raw" else "varm"
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"added\n    '{where}[{key_added!r}]' (+ '_pvals', '_pvals_adj'), 'uns[{key_added!r}]'",
+    )
+    return target if copy else None
