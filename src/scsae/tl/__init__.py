@@ -1,7 +1,9 @@
 """Tools: scanpy-style functions that write results into AnnData."""
 
+from ._enrichment import feature_enrichment
 from ._feature_genes import feature_genes
+from ._feature_table import feature_table
 from ._pathways import link_pathways
 from ._sae import sae
 
-__all__ = ["feature_genes", "link_pathways", "sae"]
+__all__ = ["feature_enrichment", "feature_genes", "feature_table", "link_pathways", "sae"]
