@@ -11,7 +11,7 @@ from scanpy import logging as logg
 from scipy import sparse, stats
 
 from .._utils._docs import doc_params
-from ._feature_utils import DOC_KEY, get_activations
+from .._utils._features import DOC_KEY, get_activations
 
 
 def _column_ranks(acts: sparse.csc_matrix) -> tuple[sparse.csc_matrix, np.ndarray]:
@@ -150,22 +150,3 @@ def feature_enrichment(
     target.uns[key_added] = previous
     logg.info("    finished", time=start, deep=f"added\n    'uns[{key_added!r}]'")
     return target if copy else None
-
-
-def enrichment_frames(
-    adata: Any, groupby: str, *, key: str = "X_sae_enrichment"
-) -> dict[str, pd.DataFrame]:
-    """``auroc``, ``mean`` and ``frac_active`` of one column as features x categories DataFrames."""
-    if key not in adata.uns or groupby not in adata.uns[key]:
-        msg = (
-            f"uns[{key!r}][{groupby!r}] not found; run "
-            f"scsae.tl.feature_enrichment(adata, {groupby!r}, key_added={key!r}) first."
-        )
-        raise KeyError(msg)
-    res = adata.uns[key][groupby]
-    cats = [str(c) for c in res["categories"]]
-    index = [str(i) for i in range(np.shape(res["auroc"])[0])]
-    return {
-        name: pd.DataFrame(np.asarray(res[name]), index=index, columns=cats)
-        for name in ("auroc", "mean", "frac_active")
-    }

@@ -11,7 +11,7 @@ from scanpy import logging as logg
 from scipy import sparse, stats
 
 from .._utils._docs import doc_params
-from ._feature_utils import (
+from .._utils._features import (
     DOC_KEY,
     DOC_MOD,
     get_activations,

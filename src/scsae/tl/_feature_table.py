@@ -8,9 +8,15 @@ import numpy as np
 import pandas as pd
 
 from .._utils._docs import doc_params
-from ._enrichment import enrichment_frames
-from ._feature_utils import DOC_KEY, DOC_MOD, gene_store, get_activations, get_modality
-from ._pathways import pathway_frames
+from .._utils._features import (
+    DOC_KEY,
+    DOC_MOD,
+    enrichment_frames,
+    gene_store,
+    get_activations,
+    get_modality,
+    pathway_frames,
+)
 
 
 def _top_genes(scores: np.ndarray, genes: np.ndarray, n: int, *, sign: int) -> list[str]:

@@ -13,7 +13,7 @@ from scanpy import logging as logg
 from scipy import stats
 
 from .._utils._docs import doc_params
-from ._feature_utils import (
+from .._utils._features import (
     DOC_KEY,
     DOC_MOD,
     feature_names,
@@ -273,16 +273,3 @@ def link_pathways(
     }
     logg.info("    finished", time=start, deep=f"added\n    'uns[{key_added!r}]'")
     return target if copy else None
-
-
-def pathway_frames(adata: Any, key: str = "X_sae_pathways") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores and adjusted p-values of :func:`link_pathways` as features x sources DataFrames."""
-    if key not in adata.uns or "scores" not in adata.uns[key]:
-        msg = f"uns[{key!r}] not found; run scsae.tl.link_pathways(adata, net, key_added={key!r}) first."
-        raise KeyError(msg)
-    res = adata.uns[key]
-    sources = [str(s) for s in res["sources"]]
-    index = [str(i) for i in range(np.shape(res["scores"])[0])]
-    scores = pd.DataFrame(np.asarray(res["scores"]), index=index, columns=sources)
-    pvals = pd.DataFrame(np.asarray(res["pvals_adj"]), index=index, columns=sources)
-    return scores, pvals

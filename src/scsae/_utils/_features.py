@@ -104,3 +104,35 @@ mod
     For a :class:`~mudata.MuData` whose joint embedding the SAE was trained on: the
     modality whose variables to link (``"rna"``, ``"atac"``, ``"prot"``...). Its
     results are written into ``mdata.mod[mod]``. Must be `None` for an AnnData."""
+
+
+def pathway_frames(adata: Any, key: str = "X_sae_pathways") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores and adjusted p-values of :func:`link_pathways` as features x sources DataFrames."""
+    if key not in adata.uns or "scores" not in adata.uns[key]:
+        msg = f"uns[{key!r}] not found; run scsae.tl.link_pathways(adata, net, key_added={key!r}) first."
+        raise KeyError(msg)
+    res = adata.uns[key]
+    sources = [str(s) for s in res["sources"]]
+    index = [str(i) for i in range(np.shape(res["scores"])[0])]
+    scores = pd.DataFrame(np.asarray(res["scores"]), index=index, columns=sources)
+    pvals = pd.DataFrame(np.asarray(res["pvals_adj"]), index=index, columns=sources)
+    return scores, pvals
+
+
+def enrichment_frames(
+    adata: Any, groupby: str, *, key: str = "X_sae_enrichment"
+) -> dict[str, pd.DataFrame]:
+    """``auroc``, ``mean`` and ``frac_active`` of one column as features x categories DataFrames."""
+    if key not in adata.uns or groupby not in adata.uns[key]:
+        msg = (
+            f"uns[{key!r}][{groupby!r}] not found; run "
+            f"scsae.tl.feature_enrichment(adata, {groupby!r}, key_added={key!r}) first."
+        )
+        raise KeyError(msg)
+    res = adata.uns[key][groupby]
+    cats = [str(c) for c in res["categories"]]
+    index = [str(i) for i in range(np.shape(res["auroc"])[0])]
+    return {
+        name: pd.DataFrame(np.asarray(res[name]), index=index, columns=cats)
+        for name in ("auroc", "mean", "frac_active")
+    }
