@@ -9,7 +9,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from . import datasets, models, pl, pp, tl
 from .models import SparseAutoencoder
+from .models import SAMSVAE
 
 SAE = SparseAutoencoder
 
-__all__ = ["SAE", "SparseAutoencoder", "__version__", "datasets", "models", "pl", "pp", "tl"]
+__all__ = ["SAE", "SAMSVAE", "SparseAutoencoder", "__version__", "datasets", "models", "pl", "pp", "tl"]

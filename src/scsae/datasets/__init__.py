@@ -1,5 +1,6 @@
 """datasets namespace."""
 
+from ._perturbations import papalexi2021, simulate_perturbations
 from ._superposition import simulate_superposition
 
-__all__ = ["simulate_superposition"]
+__all__ = ["papalexi2021", "simulate_perturbations", "simulate_superposition"]

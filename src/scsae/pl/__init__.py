@@ -2,5 +2,12 @@
 
 from ._density import feature_density
 from ._history import training_history
+from ._perturbation import ate_scatter, mask_heatmap, perturbation_embedding
 
-__all__ = ["feature_density", "training_history"]
+__all__ = [
+    "ate_scatter",
+    "feature_density",
+    "mask_heatmap",
+    "perturbation_embedding",
+    "training_history",
+]

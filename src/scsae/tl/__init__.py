@@ -4,6 +4,24 @@ from ._enrichment import feature_enrichment
 from ._feature_genes import feature_genes
 from ._feature_table import feature_table
 from ._pathways import link_pathways
+from ._perturbation import (
+    average_treatment_effect,
+    compare_perturbation_models,
+    evaluate_ate,
+    mask_recovery_auroc,
+    perturbation_split,
+)
 from ._sae import sae
 
-__all__ = ["feature_enrichment", "feature_genes", "feature_table", "link_pathways", "sae"]
+__all__ = [
+    "average_treatment_effect",
+    "compare_perturbation_models",
+    "evaluate_ate",
+    "feature_enrichment",
+    "feature_genes",
+    "feature_table",
+    "link_pathways",
+    "mask_recovery_auroc",
+    "perturbation_split",
+    "sae",
+]

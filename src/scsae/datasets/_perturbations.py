@@ -1,0 +1,266 @@
+"""Perturbation screens: a simulator with ground truth and the Papalexi et al. 2021 loader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations as _pairs
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scanpy import logging as logg
+from scipy import sparse
+
+PAPALEXI_URL = "https://github.com/Katsevich-Lab/sceptredata/raw/main/data/lowmoi_example_data.rda"
+PAPALEXI_FILE = "papalexi2021_sceptredata.h5ad"
+
+
+def simulate_perturbations(
+    *,
+    n_perturbations: int = 6,
+    n_latent: int = 6,
+    n_genes: int = 100,
+    n_cells_per_perturbation: int = 100,
+    n_control_cells: int = 300,
+    n_combinations: int | Sequence[tuple[str, str]] = 4,
+    n_cells_per_combination: int | None = None,
+    mask_probability: float = 0.25,
+    masks: np.ndarray | None = None,
+    effect_size: float = 1.5,
+    decoder_scale: float = 1.0,
+    library_size: float = 2000.0,
+    dispersion: float = 10.0,
+    perturbation_key: str = "target",
+    control: str = "non-targeting",
+    random_state: int = 0,
+) -> AnnData:
+    """Simulate a perturbation screen with sparse additive latent effects.
+
+    Cells follow the SAMS-VAE generative model with a linear-softmax decoder:
+    ``z = z_b + sum_t d_t (e_t * m_t)``, ``z_b ~ N(0, I)``, masks ``m_t`` with on
+    average ``mask_probability * n_latent`` active dimensions (at least one),
+    embedding entries of magnitude ``effect_size`` to ``2 * effect_size`` with
+    random signs, gene proportions ``softmax(W z + b)`` and negative binomial
+    counts around a log-normal library size.
+
+    Parameters
+    ----------
+    n_perturbations
+        Number of single perturbations (named ``"P0"``, ``"P1"``...).
+    n_latent
+        Latent dimensions.
+    n_genes
+        Genes.
+    n_cells_per_perturbation
+        Cells per single perturbation.
+    n_control_cells
+        Control cells.
+    n_combinations
+        Number of random pairs of perturbations, or the pairs themselves
+        (e.g. ``[("P0", "P1")]``); their cells are labelled ``"P0+P1"``.
+    n_cells_per_combination
+        Cells per combination; defaults to ``n_cells_per_perturbation``.
+    mask_probability
+        Probability that a perturbation acts on a latent dimension.
+    masks
+        Ground-truth masks (perturbations x latent, 0/1) instead of random ones;
+        sets ``n_perturbations`` and ``n_latent``.
+    effect_size
+        Smallest magnitude of an active embedding entry.
+    decoder_scale
+        Standard deviation of the decoder weights ``W``.
+    library_size
+        Median total counts per cell.
+    dispersion
+        Negative binomial inverse dispersion ``theta`` (larger: less noise).
+    perturbation_key
+        Name of the ``obs`` column of labels.
+    control
+        Label of control cells.
+    random_state
+        Seed.
+
+    Returns
+    -------
+    AnnData of raw counts (CSR float32) with
+
+    ``obs[perturbation_key]``
+        Labels: ``control``, ``"P3"`` or ``"P0+P3"``.
+    ``obsm['z_basal']``, ``obsm['z']``
+        True basal and perturbed latents.
+    ``varm['decoder']``
+        True decoder weights ``W`` (genes x latent); ``var['decoder_bias']`` is ``b``.
+    ``uns['simulation']``
+        ``perturbations``, ``masks`` (perturbations x latent, 0/1), ``embeddings``,
+        ``combinations`` and ``params`` (the arguments above).
+    """
+    if masks is not None:
+        masks = np.asarray(masks).astype(bool)
+        if masks.ndim != 2 or not masks.any(1).all():
+            msg = "masks must be a 2-d 0/1 array (perturbations x latent) with an active entry per row."
+            raise ValueError(msg)
+        n_perturbations, n_latent = masks.shape
+    if n_perturbations < 1 or n_latent < 1 or n_genes < 2:
+        msg = "n_perturbations and n_latent must be at least 1, n_genes at least 2."
+        raise ValueError(msg)
+    if not 0 < mask_probability <= 1:
+        msg = f"mask_probability={mask_probability} must be in (0, 1]."
+        raise ValueError(msg)
+    rng = np.random.default_rng(random_state)
+    names = [f"P{t}" for t in range(n_perturbations)]
+    if masks is None:
+        masks = rng.random((n_perturbations, n_latent)) < mask_probability
+        for t in range(n_perturbations):  # every perturbation acts somewhere
+            if not masks[t].any():
+                masks[t, rng.integers(n_latent)] = True
+    magnitude = effect_size * (1 + rng.random((n_perturbations, n_latent)))
+    embeddings = magnitude * rng.choice([-1.0, 1.0], size=(n_perturbations, n_latent))
+
+    if isinstance(n_combinations, int):
+        all_pairs = list(_pairs(range(n_perturbations), 2))
+        n_pick = min(n_combinations, len(all_pairs))
+        picked = [
+            all_pairs[i] for i in np.sort(rng.choice(len(all_pairs), size=n_pick, replace=False))
+        ]
+        pairs = [(names[a], names[b]) for a, b in picked]
+    else:
+        pairs = [tuple(p) for p in n_combinations]
+        unknown = sorted({p for pair in pairs for p in pair} - set(names))
+        if unknown:
+            msg = f"Combinations name unknown perturbations {unknown}; known are {names}."
+            raise ValueError(msg)
+    n_comb_cells = (
+        n_cells_per_perturbation if n_cells_per_combination is None else n_cells_per_combination
+    )
+
+    labels = [control] * n_control_cells
+    for name in names:
+        labels += [name] * n_cells_per_perturbation
+    for pair in pairs:
+        labels += ["+".join(pair)] * n_comb_cells
+    n_obs = len(labels)
+    dosage = np.zeros((n_obs, n_perturbations))
+    index = {name: t for t, name in enumerate(names)}
+    for i, label in enumerate(labels):
+        if label != control:
+            for part in label.split("+"):
+                dosage[i, index[part]] += 1
+
+    z_basal = rng.standard_normal((n_obs, n_latent))
+    z = z_basal + dosage @ (embeddings * masks)
+    weights = decoder_scale * rng.standard_normal((n_genes, n_latent))
+    bias = rng.standard_normal(n_genes)
+    logits = z @ weights.T + bias
+    proportions = np.exp(logits - logits.max(1, keepdims=True))
+    proportions /= proportions.sum(1, keepdims=True)
+    library = library_size * np.exp(0.3 * rng.standard_normal((n_obs, 1)))
+    mu = library * proportions
+    counts = rng.negative_binomial(dispersion, dispersion / (dispersion + mu))
+
+    obs = pd.DataFrame(
+        {perturbation_key: pd.Categorical(labels, categories=list(dict.fromkeys(labels)))},
+        index=[f"cell{i}" for i in range(n_obs)],
+    )
+    adata = AnnData(
+        X=sparse.csr_matrix(counts.astype(np.float32)),
+        obs=obs,
+        var=pd.DataFrame({"decoder_bias": bias}, index=[f"gene{g}" for g in range(n_genes)]),
+    )
+    adata.obsm["z_basal"] = z_basal.astype(np.float32)
+    adata.obsm["z"] = z.astype(np.float32)
+    adata.varm["decoder"] = weights.astype(np.float32)
+    adata.uns["simulation"] = {
+        "perturbations": np.asarray(names, dtype=object),
+        "masks": masks.astype(np.int8),
+        "embeddings": (embeddings * masks).astype(np.float32),
+        "combinations": np.asarray(["+".join(p) for p in pairs], dtype=object),
+        "params": {
+            "n_perturbations": n_perturbations,
+            "n_latent": n_latent,
+            "n_genes": n_genes,
+            "n_cells_per_perturbation": n_cells_per_perturbation,
+            "n_control_cells": n_control_cells,
+            "n_cells_per_combination": n_comb_cells,
+            "mask_probability": mask_probability,
+            "effect_size": effect_size,
+            "decoder_scale": decoder_scale,
+            "library_size": library_size,
+            "dispersion": dispersion,
+            "perturbation_key": perturbation_key,
+            "control": control,
+            "random_state": random_state,
+        },
+    }
+    return adata
+
+
+def papalexi2021(path: str | Path | None = None) -> AnnData:
+    """Papalexi et al. 2021 THP-1 ECCITE-seq CRISPR knockout screen (low MOI).
+
+    20,729 cells x 299 genes of raw UMI counts; ``obs['target']`` is the targeted
+    gene (26 targets and ``"non-targeting"`` controls), ``obs['grna']`` the guide,
+    ``obs['bio_rep']`` the replicate and ``obsm['grna_counts']`` guide UMI counts.
+    Source: the ``lowmoi_example_data`` of the sceptredata R package (MIT),
+    https://github.com/Katsevich-Lab/sceptredata.
+
+    Parameters
+    ----------
+    path
+        Local ``.h5ad`` copy to read. `None` reads
+        ``scanpy.settings.datasetdir / 'papalexi2021_sceptredata.h5ad'`` and, when it
+        is missing, downloads the R data file from sceptredata with :mod:`pooch`
+        and converts it (needs the ``pyreadr`` package).
+
+    Returns
+    -------
+    AnnData of raw counts (CSR float32).
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            msg = f"No file at {path}; pass the path of papalexi2021_sceptredata.h5ad or path=None to download."
+            raise FileNotFoundError(msg)
+        return ad.read_h5ad(path)
+    import scanpy as sc
+
+    target = Path(sc.settings.datasetdir) / PAPALEXI_FILE
+    if target.exists():
+        return ad.read_h5ad(target)
+    adata = _download_papalexi(Path(sc.settings.datasetdir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(target)
+    return adata
+
+
+def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs internet
+    """Download sceptredata's ``lowmoi_example_data.rda`` and convert it to AnnData."""
+    try:
+        import pooch
+        import pyreadr
+    except ImportError as err:
+        msg = (
+            "Downloading the Papalexi data needs `pooch` and `pyreadr` (pip install pooch pyreadr)."
+        )
+        raise ImportError(msg) from err
+    start = logg.info(f"downloading {PAPALEXI_URL}")
+    file = pooch.retrieve(
+        PAPALEXI_URL, known_hash=None, path=folder, fname="lowmoi_example_data.rda"
+    )
+    data = pyreadr.read_r(file)
+    # the list holds the response (gene x cell) matrix, the gRNA matrix, the gRNA target table
+    # and the cell covariates; pyreadr exposes data frames only, so a dense gene x cell table
+    frames = dict(data.items())
+    if "response_matrix" not in frames:
+        msg = (
+            f"Unexpected content of {file}: {list(frames)}. Convert it in R with sceptredata and "
+            "write an h5ad, then call papalexi2021(path=...)."
+        )
+        raise ValueError(msg)
+    response = frames["response_matrix"]
+    adata = AnnData(X=sparse.csr_matrix(response.to_numpy().T.astype(np.float32)))
+    adata.var_names = response.index.astype(str)
+    adata.obs_names = response.columns.astype(str)
+    logg.info("    finished", time=start)
+    return adata

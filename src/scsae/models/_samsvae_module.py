@@ -1,0 +1,444 @@
+"""Torch module of SAMS-VAE and its baselines (the maths; no AnnData).
+
+Generative model (Bereket & Karaletsos 2023, written from the paper):
+
+* per cell ``i``: basal latent ``z_b ~ N(0, I)``;
+* per perturbation ``t`` (global): embedding ``e_t ~ N(0, I)`` and mask
+  ``m_t ~ Bernoulli(mask_prior)`` over the latent dimensions;
+* ``z = z_b + sum_t d_it (e_t * m_t)`` with ``d_i`` the dosage row;
+* ``x ~ NB(library * softmax(decoder(z)), theta)`` with per-gene ``theta``.
+
+Variational family: ``q(z_b | x, offset)`` amortised on log-normalised counts
+(optionally given the sampled perturbation offset), relaxed-Bernoulli masks with
+a straight-through estimator, Gaussian embeddings, either mean-field
+``q(m_t) q(e_t)`` or correlated ``q(m_t) q(e_t | m_t)`` (a small network).
+The ELBO is averaged over particles; every perturbation's global KL is shared
+among the training cells that carry it (weight ``1 / n_t`` per cell).
+
+Variants in the same framework: ``"samsvae"``; ``"additive"`` (no masks,
+``z = z_b + sum_t d_t e_t``, a CPA-VAE-like baseline) and ``"cvae"`` (a
+conditional VAE whose encoder and decoder see the dosage vector).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.distributions import NegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+DOSAGE_KEY = "dosage"
+VARIANTS = ("samsvae", "additive", "cvae")
+GUIDES = ("mean_field", "correlated")
+Variant = Literal["samsvae", "additive", "cvae"]
+Guide = Literal["mean_field", "correlated"]
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Sequential:
+    """``n_layers`` x (Linear, LayerNorm, ReLU, Dropout); the first layer maps from ``n_in``."""
+    layers: list[nn.Module] = []
+    for i in range(n_layers):
+        layers += [
+            nn.Linear(n_in if i == 0 else n_hidden, n_hidden),
+            nn.LayerNorm(n_hidden),
+            nn.ReLU(),
+        ]
+        if dropout_rate > 0:
+            layers.append(nn.Dropout(dropout_rate))
+    return nn.Sequential(*layers)
+
+
+def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Log density of independent normals, summed over the last axis."""
+    return (-0.5 * ((x - mean) / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI).sum(-1)
+
+
+def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, scale^2) || N(0, 1))`` summed over the last axis."""
+    return (0.5 * (mean**2 + scale**2 - 1) - torch.log(scale)).sum(-1)
+
+
+def kl_bernoulli(probs: torch.Tensor, prior: float, eps: float = 1e-6) -> torch.Tensor:
+    """``KL(Bernoulli(probs) || Bernoulli(prior))`` summed over the last axis."""
+    q = probs.clamp(eps, 1 - eps)
+    return (q * torch.log(q / prior) + (1 - q) * torch.log((1 - q) / (1 - prior))).sum(-1)
+
+
+class SAMSVAEModule(BaseModuleClass):
+    """SAMS-VAE and its no-mask and conditional-VAE baselines.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_perturbations
+        Number of perturbations (columns of the dosage matrix).
+    n_batch
+        Number of batches (0 or 1: none); a one-hot batch feeds encoder and decoder.
+    n_latent
+        Latent dimensions.
+    n_hidden
+        Width of the hidden layers of encoder, decoder and correlated guide.
+    n_layers
+        Hidden layers of encoder and decoder.
+    variant
+        ``"samsvae"``, ``"additive"`` (no masks) or ``"cvae"``.
+    guide
+        ``"mean_field"`` or ``"correlated"`` (``q(e_t | m_t)``); SAMS-VAE only.
+    mask_prior
+        Prior probability that a perturbation acts on a latent dimension.
+    temperature
+        Temperature of the relaxed Bernoulli used for the straight-through masks.
+    n_particles
+        Monte Carlo particles (global and local samples) per training step.
+    encode_offset
+        Condition the basal encoder on the sampled perturbation offset:
+        ``q(z_b | x, offset) = N(g(x) - offset, s(x))``. Without it ``q(z_b | x)``
+        must remove the effect on its own and the shifts are learnt only
+        through the likelihood.
+    dropout_rate
+        Dropout in encoder and decoder.
+    mask_init
+        Initial mask logit; `None` starts at the prior, ``logit(mask_prior)``.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_perturbations: int,
+        *,
+        n_batch: int = 0,
+        n_latent: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        variant: Variant = "samsvae",
+        guide: Guide = "mean_field",
+        mask_prior: float = 0.1,
+        temperature: float = 0.5,
+        n_particles: int = 5,
+        encode_offset: bool = True,
+        dropout_rate: float = 0.0,
+        mask_init: float | None = None,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            msg = f"variant={variant!r} is not one of {VARIANTS}."
+            raise ValueError(msg)
+        if guide not in GUIDES:
+            msg = f"guide={guide!r} is not one of {GUIDES}."
+            raise ValueError(msg)
+        if guide == "correlated" and variant != "samsvae":
+            msg = f"guide='correlated' conditions embeddings on masks; variant={variant!r} has no masks."
+            raise ValueError(msg)
+        if not 0 < mask_prior < 1:
+            msg = f"mask_prior={mask_prior} must be in (0, 1)."
+            raise ValueError(msg)
+        if n_particles < 1:
+            msg = f"n_particles={n_particles} must be at least 1."
+            raise ValueError(msg)
+        self.n_input = n_input
+        self.n_perturbations = n_perturbations
+        self.n_batch = n_batch if n_batch > 1 else 0
+        self.n_latent = n_latent
+        self.variant = variant
+        self.guide = guide
+        self.mask_prior = float(mask_prior)
+        self.temperature = float(temperature)
+        self.n_particles = int(n_particles)
+        self.encode_offset = bool(encode_offset) and variant != "cvae"
+        self.register_buffer("perturbation_counts", torch.zeros(n_perturbations))
+
+        # encoder q(z_b | x, offset or dosage, batch): with ``encode_offset`` the network
+        # predicts the full latent z from the counts and the sampled offset is subtracted,
+        # z_b = g(x) - sum_t d_t (e_t * m_t), so the prior N(0, I) on z_b pulls the shifts
+        # towards the perturbed cells' latent states
+        self.enc_x = nn.Linear(n_input, n_hidden)
+        self.enc_dosage = (
+            nn.Linear(n_perturbations, n_hidden, bias=False) if variant == "cvae" else None
+        )
+        self.enc_batch = nn.Linear(self.n_batch, n_hidden, bias=False) if self.n_batch else None
+        self.enc_body = nn.Sequential(
+            nn.LayerNorm(n_hidden), nn.ReLU(), _mlp(n_hidden, n_hidden, n_layers - 1, dropout_rate)
+        )
+        self.enc_mean = nn.Linear(n_hidden, n_latent)
+        self.enc_log_scale = nn.Linear(n_hidden, n_latent)
+
+        n_dec_in = n_latent + (n_perturbations if variant == "cvae" else 0) + self.n_batch
+        self.decoder = nn.Sequential(
+            _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
+        )
+        self.log_theta = nn.Parameter(torch.full((n_input,), math.log(10.0)))
+
+        # variational globals
+        if variant != "cvae":
+            self.emb_mean = nn.Parameter(0.1 * torch.randn(n_perturbations, n_latent))
+            self.emb_log_scale = nn.Parameter(
+                torch.full((n_perturbations, n_latent), math.log(0.1))
+            )
+        if variant == "samsvae":
+            # start sparse, at the prior: the latent space then organises itself around
+            # few dimensions per perturbation instead of being sparsified afterwards
+            init = (
+                math.log(self.mask_prior / (1 - self.mask_prior))
+                if mask_init is None
+                else mask_init
+            )
+            self.mask_logits = nn.Parameter(torch.full((n_perturbations, n_latent), float(init)))
+        if guide == "correlated":
+            # q(e_t | m_t): a per-perturbation code and the mask go through a small network
+            # whose output is added to the mean-field parameters above
+            self.guide_code = nn.Parameter(0.1 * torch.randn(n_perturbations, n_latent))
+            self.guide_net = nn.Sequential(
+                nn.Linear(2 * n_latent, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 2 * n_latent)
+            )
+            nn.init.zeros_(self.guide_net[-1].weight)
+            nn.init.zeros_(self.guide_net[-1].bias)
+
+    # --- globals ----------------------------------------------------------------
+    def global_parameters(self) -> list[nn.Parameter]:
+        """Variational parameters of the global latents (masks, embeddings, correlated guide)."""
+        names = ("emb_mean", "emb_log_scale", "mask_logits", "guide_code")
+        params = [getattr(self, n) for n in names if hasattr(self, n)]
+        if self.guide == "correlated":
+            params += list(self.guide_net.parameters())
+        return params
+
+    @property
+    def has_globals(self) -> bool:
+        """Whether the variant has perturbation embeddings (all but the CVAE)."""
+        return self.variant != "cvae"
+
+    def mask_probabilities(self) -> torch.Tensor:
+        """``q(m_t,d = 1)``, perturbations x latent dims."""
+        return torch.sigmoid(self.mask_logits)
+
+    def _embedding_params(self, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of ``q(e | m)`` (broadcast over the particles of ``mask``)."""
+        mean, log_scale = self.emb_mean, self.emb_log_scale
+        if self.guide == "correlated" and mask is not None:
+            code = self.guide_code.expand_as(mask)
+            d_mean, d_log_scale = self.guide_net(torch.cat([mask, code], -1)).chunk(2, -1)
+            mean, log_scale = mean + d_mean, log_scale + d_log_scale
+        return mean, torch.exp(log_scale.clamp(-7, 3))
+
+    def sample_globals(self, n_particles: int) -> dict[str, torch.Tensor]:
+        """Sample masks and embeddings, ``n_particles`` x perturbations x latent.
+
+        In training mode masks are straight-through relaxed Bernoulli samples (hard
+        in the forward pass, relaxed gradients); in eval mode plain Bernoulli draws.
+        Returns ``shift`` (``e * m``) and ``kl`` (particles x perturbations).
+        """
+        shape = (n_particles, self.n_perturbations, self.n_latent)
+        mask = None
+        kl = torch.zeros(n_particles, self.n_perturbations, device=self.emb_mean.device)
+        if self.variant == "samsvae":
+            logits = self.mask_logits.expand(shape)
+            if self.training:
+                u = torch.rand(shape, device=logits.device).clamp(1e-6, 1 - 1e-6)
+                soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
+                mask = (soft > 0.5).to(soft.dtype) + soft - soft.detach()
+            else:
+                mask = torch.bernoulli(torch.sigmoid(logits))
+            kl = kl + kl_bernoulli(self.mask_probabilities(), self.mask_prior).expand(
+                n_particles, -1
+            )
+        mean, scale = self._embedding_params(mask)
+        mean, scale = mean.expand(shape), scale.expand(shape)
+        emb = mean + scale * torch.randn(shape, device=mean.device)
+        kl = kl + kl_normal_standard(mean, scale)
+        shift = emb if mask is None else emb * mask
+        return {"shift": shift, "kl": kl, "mask": mask, "embedding": emb}
+
+    @torch.no_grad()
+    def point_shift(self) -> torch.Tensor:
+        """Posterior point estimate of ``e_t * m_t``: most probable mask times mean embedding."""
+        if self.variant == "samsvae":
+            mask = (self.mask_probabilities() > 0.5).float()
+            mean, _ = self._embedding_params(mask[None])
+            return mean[0] * mask
+        return self.emb_mean.detach().clone()
+
+    # --- encoder / decoder ----------------------------------------------------------
+    def _batch_onehot(self, batch_index: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.n_batch or batch_index is None:
+            return None
+        return F.one_hot(batch_index.reshape(n).long(), self.n_batch).float()
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        *,
+        offset: torch.Tensor | None = None,
+        dosage: torch.Tensor | None = None,
+        batch: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and scale of ``q(z_b | x, ...)``; ``offset`` may carry a leading particle axis.
+
+        With ``encode_offset`` the mean is ``g(x) - offset``: the network encodes the
+        perturbed latent and the perturbation's sampled shift is removed.
+        """
+        library = x.sum(-1, keepdim=True).clamp(min=1.0)
+        h = self.enc_x(torch.log1p(x / library * 1e4))
+        if self.enc_dosage is not None and dosage is not None:
+            h = h + self.enc_dosage(dosage)
+        if self.enc_batch is not None and batch is not None:
+            h = h + self.enc_batch(batch)
+        h = self.enc_body(h)
+        mean = self.enc_mean(h)
+        if self.encode_offset and offset is not None:
+            mean = mean - offset
+        return mean, torch.exp(self.enc_log_scale(h).clamp(-7, 3))
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        dosage: torch.Tensor | None = None,
+        batch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Gene proportions ``softmax(decoder(z))`` (rows sum to 1)."""
+        parts = [z]
+        if self.variant == "cvae":
+            parts.append(dosage.expand(*z.shape[:-1], dosage.shape[-1]))
+        if self.n_batch and batch is not None:
+            parts.append(batch.expand(*z.shape[:-1], batch.shape[-1]))
+        h = torch.cat(parts, -1) if len(parts) > 1 else z
+        return torch.softmax(self.decoder(h), -1)
+
+    # --- scvi-tools interface -------------------------------------------------------
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {
+            "x": tensors[REGISTRY_KEYS.X_KEY],
+            "dosage": tensors[DOSAGE_KEY],
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
+
+    @auto_move_data
+    def inference(
+        self,
+        x: torch.Tensor,
+        dosage: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        n_particles: int | None = None,
+    ) -> dict[str, Any]:
+        """Sample globals and ``z_b``; returns latents (particles x cells x dims) and KLs."""
+        k = self.n_particles if n_particles is None else int(n_particles)
+        batch = self._batch_onehot(batch_index, x.shape[0])
+        library = x.sum(-1, keepdim=True)
+        if self.has_globals:
+            glob = self.sample_globals(k)
+            offset = torch.einsum("bt,ktd->kbd", dosage, glob["shift"])
+            kl_global = glob["kl"]
+        else:
+            offset = torch.zeros(k, x.shape[0], self.n_latent, device=x.device)
+            kl_global = None
+        qz_mean, qz_scale = self.encode(
+            x, offset=offset if self.encode_offset else None, dosage=dosage, batch=batch
+        )
+        qz_mean = qz_mean.expand(k, *x.shape[:1], self.n_latent)
+        qz_scale = qz_scale.expand_as(qz_mean)
+        z_basal = qz_mean + qz_scale * torch.randn_like(qz_mean)
+        return {
+            "z_basal": z_basal,
+            "z": z_basal + offset,
+            "qz_mean": qz_mean,
+            "qz_scale": qz_scale,
+            "kl_global": kl_global,
+            "library": library,
+            "batch": batch,
+        }
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "z": inference_outputs["z"],
+            "library": inference_outputs["library"],
+            "dosage": tensors[DOSAGE_KEY],
+            "batch": inference_outputs["batch"],
+        }
+
+    @auto_move_data
+    def generative(
+        self,
+        z: torch.Tensor,
+        library: torch.Tensor,
+        dosage: torch.Tensor,
+        batch: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """NB means ``library * softmax(decoder(z))`` and per-gene dispersion."""
+        px_scale = self.decode(z, dosage=dosage, batch=batch)
+        return {
+            "px_scale": px_scale,
+            "px_rate": library * px_scale,
+            "theta": torch.exp(self.log_theta),
+        }
+
+    def log_likelihood(
+        self, x: torch.Tensor, generative_outputs: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``log p(x | z)`` summed over genes (particles x cells)."""
+        dist = NegativeBinomial(mu=generative_outputs["px_rate"], theta=generative_outputs["theta"])
+        return dist.log_prob(x).sum(-1)
+
+    def global_kl_per_cell(
+        self, dosage: torch.Tensor, kl_global: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Each cell's share of the global KL: ``sum_t [d_t != 0] KL_t / n_t``."""
+        if kl_global is None:
+            return dosage.new_zeros(dosage.shape[0])
+        counts = self.perturbation_counts
+        weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1.0), torch.zeros_like(counts))
+        return (dosage != 0).to(dosage.dtype) @ (kl_global.mean(0) * weight)
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, Any],
+        generative_outputs: dict[str, torch.Tensor],
+        kl_weight: float = 1.0,
+    ) -> LossOutput:
+        """Negative ELBO per cell, averaged over particles and the minibatch."""
+        x = tensors[REGISTRY_KEYS.X_KEY]
+        reconstruction = -self.log_likelihood(x, generative_outputs).mean(0)
+        kl_basal = kl_normal_standard(
+            inference_outputs["qz_mean"], inference_outputs["qz_scale"]
+        ).mean(0)
+        kl_global = self.global_kl_per_cell(tensors[DOSAGE_KEY], inference_outputs["kl_global"])
+        loss = torch.mean(reconstruction + kl_weight * (kl_basal + kl_global))
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction,
+            kl_local={"kl_basal": kl_basal, "kl_global_share": kl_global},
+        )
+
+    @torch.no_grad()
+    def iwelbo(
+        self,
+        x: torch.Tensor,
+        dosage: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        *,
+        n_particles: int = 100,
+    ) -> torch.Tensor:
+        """Importance-weighted ELBO of ``log p(x | d)`` per cell.
+
+        Each particle draws the globals from their posterior and ``z_b`` from the
+        encoder; the weights are ``p(x | z) p(z_b) / q(z_b | ...)``, so the bound is
+        on the posterior predictive likelihood and comparable across variants.
+        """
+        inf = self.inference(x, dosage, batch_index, n_particles=n_particles)
+        gen = self.generative(inf["z"], inf["library"], dosage, inf["batch"])
+        z_b = inf["z_basal"]
+        log_w = (
+            self.log_likelihood(x, gen)
+            + normal_log_prob(z_b, torch.zeros_like(z_b), torch.ones_like(z_b))
+            - normal_log_prob(z_b, inf["qz_mean"], inf["qz_scale"])
+        )
+        return torch.logsumexp(log_w, 0) - math.log(n_particles)

@@ -1,0 +1,223 @@
+"""SAMS-VAE: simulation recovery, baselines, API, save/load and errors (CPU, seeded, small)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import scsae
+from scsae.datasets import simulate_perturbations
+
+PAPALEXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "papalexi2021_sceptredata.h5ad"
+MASKS = np.array(
+    [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]],
+    dtype=np.int8,
+)
+HELD_OUT = ["P0+P2", "P1+P3"]
+TRAIN = {"max_epochs": 60, "batch_size": 256, "lr": 3e-3, "train_size": 1.0, "random_state": 0}
+MODEL = {"n_latent": 4, "n_hidden": 64, "n_particles": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def sim() -> ad.AnnData:
+    return simulate_perturbations(
+        masks=MASKS,
+        n_cells_per_perturbation=80,
+        n_control_cells=240,
+        n_combinations=[("P0", "P2"), ("P1", "P3"), ("P4", "P5"), ("P0", "P1")],
+        n_genes=80,
+        random_state=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def split(sim):
+    scsae.tl.perturbation_split(sim, holdout="combinations", combinations=HELD_OUT)
+    train = sim[sim.obs["split"] == "train"].copy()
+    test = sim[sim.obs["split"] == "test"].copy()
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def comparison(split):
+    train, test = split
+    return scsae.tl.compare_perturbation_models(
+        train, test, model_kwargs=MODEL, train_kwargs=TRAIN, n_particles=50, return_models=True
+    )
+
+
+@pytest.fixture(scope="module")
+def model(comparison):
+    return comparison[1]["samsvae"]
+
+
+# --- quality on the simulation ------------------------------------------------------
+def test_mask_recovery(model, sim):
+    probs = model.get_mask_probabilities()
+    assert list(probs.index) == [f"P{t}" for t in range(6)]
+    assert probs.shape == (6, 4)
+    auroc = scsae.tl.mask_recovery_auroc(probs, sim.uns["simulation"]["masks"])
+    assert auroc >= 0.9, auroc
+
+
+def test_heldout_combinations_beat_baselines(comparison):
+    table = comparison[0]
+    assert list(table.index) == ["samsvae", "additive", "cvae"]
+    iwelbo = table["test_iwelbo"]
+    assert iwelbo["samsvae"] > iwelbo["additive"], table
+    assert iwelbo["samsvae"] > iwelbo["cvae"], table
+    assert (table["seconds_per_epoch"] > 0).all()
+
+
+# --- API --------------------------------------------------------------------------
+def test_latent_and_embeddings(model, split):
+    train, test = split
+    basal = model.get_latent_representation(kind="basal")
+    full = model.get_latent_representation(kind="full")
+    assert basal.shape == full.shape == (train.n_obs, 4)
+    controls = (train.obs["target"] == "non-targeting").to_numpy()
+    np.testing.assert_allclose(basal[controls], full[controls], atol=1e-5)
+    assert model.get_latent_representation(test).shape == (test.n_obs, 4)
+    emb = model.get_perturbation_embeddings()
+    assert emb.shape == (6, 4)
+    assert model.get_perturbation_embeddings(masked=True).shape == (6, 4)
+    with pytest.raises(ValueError, match="'basal' or 'full'"):
+        model.get_latent_representation(kind="shifted")
+
+
+def test_predict_unseen_combination(model):
+    pred = model.predict(["P0+P2", "P4", "non-targeting"], n_cells=50)
+    assert pred.shape == (150, 80)
+    assert list(pred.obs["perturbation"].cat.categories) == ["P0+P2", "P4", "non-targeting"]
+    assert {"counts", "normalized"} <= set(pred.layers)
+    np.testing.assert_allclose(pred.layers["normalized"].sum(1), 1e4, rtol=1e-3)
+    assert (pred.X.data >= 0).all()
+    prior = model.predict("P1+P3", n_cells=20, from_controls=False)
+    assert prior.n_obs == 20
+    ate = model.get_average_treatment_effect("P0+P2", n_cells=200)
+    assert isinstance(ate, pd.Series)
+    assert ate.shape == (80,)
+
+
+def test_predicted_combination_matches_truth(model, split, sim):
+    # the held-out combination's predicted ATE tracks the observed one
+    _ = split
+    full = sim[sim.obs["target"].isin(["non-targeting", *HELD_OUT])].copy()
+    ev = scsae.tl.evaluate_ate(model, full, n_cells=500)
+    assert list(ev.index) == HELD_OUT
+    assert (ev["pearson_all"] > 0.8).all(), ev
+
+
+def test_unknown_perturbation_errors(model):
+    with pytest.raises(ValueError, match=r"Unknown perturbation\(s\) \['STAT1'\].*P0, P1"):
+        model.predict(["STAT1"])
+    with pytest.raises(ValueError, match="empty component"):
+        model.predict(["P0+"])
+    with pytest.raises(ValueError, match="is empty"):
+        model.predict([])
+    bad = ad.AnnData(
+        np.ones((3, 80), dtype=np.float32), obs=pd.DataFrame({"target": ["P0", "X9", "P1"]})
+    )
+    bad.var_names = model.adata.var_names
+    with pytest.raises(ValueError, match=r"Unknown perturbation\(s\) \['X9'\]"):
+        model.get_iwelbo(bad)
+
+
+def test_save_load_roundtrip(model, split, tmp_path):
+    train, test = split
+    model.save(tmp_path / "m", save_anndata=False)
+    # a new AnnData holding only some perturbations keeps the registered ones
+    sub = test[test.obs["target"] == "P0+P2"].copy()
+    loaded = scsae.SAMSVAE.load(tmp_path / "m", adata=sub)
+    assert loaded.perturbations_ == model.perturbations_
+    assert list(sub.obsm["_samsvae_dosage"].columns) == model.perturbations_
+    pd.testing.assert_frame_equal(loaded.get_mask_probabilities(), model.get_mask_probabilities())
+    a = model.get_latent_representation(sub)
+    b = loaded.get_latent_representation(sub)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert loaded.module.variant == "samsvae"
+    assert loaded.predict(["P4+P5"], n_cells=10, adata=train).n_obs == 10
+
+
+def test_variants_and_guides(split):
+    train, _ = split
+    train = train.copy()
+    scsae.SAMSVAE.setup_anndata(train)
+    m = scsae.SAMSVAE(train, n_latent=3, n_hidden=16, guide="correlated", n_particles=2)
+    m.train(max_epochs=1, batch_size=256)
+    assert m.get_mask_probabilities().shape == (6, 3)
+    assert np.isfinite(m.get_iwelbo(n_particles=4))
+    cvae = scsae.SAMSVAE(train, n_latent=3, n_hidden=16, variant="cvae")
+    cvae.train(max_epochs=1)
+    with pytest.raises(ValueError, match="no masks"):
+        cvae.get_mask_probabilities()
+    with pytest.raises(ValueError, match="no perturbation embeddings"):
+        cvae.get_perturbation_embeddings()
+    with pytest.raises(ValueError, match="kind='basal'"):
+        cvae.get_latent_representation(kind="full")
+    with pytest.raises(ValueError, match="variant="):
+        scsae.SAMSVAE(train, variant="cpa")
+    with pytest.raises(ValueError, match="no masks"):
+        scsae.SAMSVAE(train, variant="additive", guide="correlated")
+    with pytest.raises(RuntimeError, match="not trained"):
+        scsae.SAMSVAE(train).get_mask_probabilities()
+
+
+def test_setup_errors_leave_adata_unchanged():
+    adata = simulate_perturbations(n_cells_per_perturbation=5, n_control_cells=5, n_combinations=0)
+    adata.obs["target"] = adata.obs["target"].astype(str)
+    adata.obs.iloc[3, 0] = ""
+    before_obsm, before_uns = set(adata.obsm), set(adata.uns)
+    with pytest.raises(ValueError, match="missing or empty perturbation label"):
+        scsae.SAMSVAE.setup_anndata(adata)
+    with pytest.raises(KeyError, match=r"not a column of adata.obs"):
+        scsae.SAMSVAE.setup_anndata(adata, perturbation_key="guide")
+    with pytest.raises(KeyError, match=r"not in adata.layers"):
+        scsae.SAMSVAE.setup_anndata(adata, layer="counts")
+    with pytest.raises(KeyError, match=r"not in adata.obsm"):
+        scsae.SAMSVAE.setup_anndata(adata, dosage_key="dose")
+    assert set(adata.obsm) == before_obsm
+    assert set(adata.uns) == before_uns
+
+
+def test_setup_from_dosage_matrix():
+    adata = simulate_perturbations(
+        n_cells_per_perturbation=10, n_control_cells=10, n_combinations=1
+    )
+    scsae.pp.perturbation_dosage(adata)
+    scsae.SAMSVAE.setup_anndata(adata, dosage_key="perturbation_dosage")
+    m = scsae.SAMSVAE(adata, n_latent=2, n_hidden=8, n_particles=1)
+    assert m.perturbations_ == list(adata.uns["perturbation_dosage"]["perturbations"])
+    m.train(max_epochs=1)
+    assert m.predict(["P0+P1"], n_cells=5).n_obs == 5
+
+
+# --- Papalexi smoke test --------------------------------------------------------------
+def test_papalexi_smoke():
+    if not PAPALEXI.exists():
+        pytest.skip(f"shared Papalexi data not found at {PAPALEXI} (a fresh machine)")
+    adata = scsae.datasets.papalexi2021(PAPALEXI)
+    assert adata.shape == (20729, 299)
+    rng = np.random.default_rng(0)
+    sub = adata[np.sort(rng.choice(adata.n_obs, 1500, replace=False))].copy()
+    scsae.SAMSVAE.setup_anndata(sub, perturbation_key="target", control="non-targeting")
+    m = scsae.SAMSVAE(sub, n_latent=8, n_hidden=32, n_particles=2)
+    m.train(max_epochs=1, batch_size=512)
+    assert "STAT1" in m.perturbations_
+    assert "CD274" not in m.perturbations_  # no cells carry it
+    ate = m.get_average_treatment_effect("STAT1", n_cells=100)
+    assert ate.index.equals(sub.var_names)
+    assert np.isfinite(m.get_iwelbo(sub[:50].copy(), n_particles=4))
