@@ -19,6 +19,7 @@ from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, get_embedding
 from ._architectures import get_architecture
 from ._inference import Inference, get_inference
+from ._inference._dictionary import check_code_inference
 from ._metrics import MetricAccumulator
 from ._sae_module import SAEConfig, SAEModule
 from ._training import SAETrainingPlan, ShuffledBatches, fit
@@ -212,6 +213,7 @@ class SparseAutoencoder:
         accelerator: str = "auto",
         devices: int | str | list[int] = "auto",
         enable_progress_bar: bool = True,
+        code_inference: str | Inference | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train with Lightning (Adam, warm-up and decay, gradient clipping, AuxK).
@@ -227,10 +229,20 @@ class SparseAutoencoder:
             Lightning devices.
         enable_progress_bar
             Show Lightning's progress bar.
+        code_inference
+            `None` (default): train the SAE end to end. A strategy name (e.g.
+            ``"omp"``) or instance: learn the dictionary by sparse coding instead,
+            alternating code inference with that strategy and decoder updates,
+            while the encoder learns to amortise codes over the decoder (see
+            :mod:`scsae.models._inference._dictionary`).
         **trainer_kwargs
             Passed to :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
         """
         seed = self.random_state if random_state is None else random_state
+        if code_inference is not None:
+            if isinstance(code_inference, str):
+                code_inference = get_inference(code_inference)
+            check_code_inference(code_inference)
         emb = self._embedding()
         n_obs = emb.n_obs
         if n_obs < MIN_CELLS:
@@ -264,7 +276,7 @@ class SparseAutoencoder:
 
         self._fit_normalization(emb, train_idx, seed=seed)
         self.module.cells_since_fired.zero_()
-        plan = SAETrainingPlan(self.module, lr=lr)
+        plan = SAETrainingPlan(self.module, lr=lr, code_inference=code_inference)
         train_batches = ShuffledBatches(
             emb, train_idx, batch_size, shuffle=True, drop_last=True, seed=seed
         )
@@ -303,6 +315,8 @@ class SparseAutoencoder:
             "random_state": int(seed),
             "dead_after_cells": int(cfg.dead_after_cells),
         }
+        if code_inference is not None:
+            self.train_params_["code_inference"] = code_inference.params()
         self.is_trained_ = True
 
     @torch.no_grad()

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from .._utils._embedding import Embedding
+from ._inference import Inference
+from ._inference._dictionary import sparse_coding_step
 from ._sae_module import SAEModule
 
 GRADIENT_CLIP = 1.0
@@ -105,19 +107,32 @@ class SAETrainingPlan(pl.LightningModule):
         The SAE to train.
     lr
         Peak Adam learning rate.
+    code_inference
+        Dictionary learning by sparse coding: if given, each step infers the
+        batch's codes with this strategy (no gradient), updates the decoder to
+        reconstruct from them, and trains the encoder to amortise codes over
+        the current decoder. `None` (default) trains the SAE end to end.
     """
 
-    def __init__(self, module: SAEModule, *, lr: float) -> None:
+    def __init__(
+        self, module: SAEModule, *, lr: float, code_inference: Inference | None = None
+    ) -> None:
         super().__init__()
         self.module = module
         self.lr = lr
+        self.code_inference = code_inference
         self.unit_norm_decoder = module.activation.unit_norm_decoder
         self._sums: dict[str, torch.Tensor] = {}
         self.history: dict[str, list[float]] = defaultdict(list)
 
     def _step(self, batch: torch.Tensor, prefix: str) -> torch.Tensor:
-        out = self.module(self.module.normalize(batch))
-        loss = out.fvu + self.module.config.aux_coefficient * out.aux_loss + out.sparsity_loss
+        if self.code_inference is not None:
+            x = self.module.normalize(batch)
+            out, encoder_fvu = sparse_coding_step(self.module, x, self.code_inference)
+            loss = out.fvu + encoder_fvu + out.sparsity_loss
+        else:
+            out = self.module(self.module.normalize(batch))
+            loss = out.fvu + self.module.config.aux_coefficient * out.aux_loss + out.sparsity_loss
         if prefix == "train":
             self.module.update_firing(out.activations)
         # sums per epoch, logged once at its end: per-step logging costs more than the step

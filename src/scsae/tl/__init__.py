@@ -11,6 +11,7 @@ from ._perturbation import (
     mask_recovery_auroc,
     perturbation_split,
 )
+from ._recovery import feature_recovery
 from ._sae import sae
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "evaluate_ate",
     "feature_enrichment",
     "feature_genes",
+    "feature_recovery",
     "feature_table",
     "link_pathways",
     "mask_recovery_auroc",

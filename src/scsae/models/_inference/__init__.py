@@ -8,5 +8,21 @@ of their own (e.g. an unrolled encoder) do it in :meth:`Inference.fit`.
 
 from ._amortized import Amortized
 from ._base import INFERENCE, Inference, get_inference, register
+from ._ista import FISTA, ISTA
+from ._ito import ITO
+from ._lista import LISTA
+from ._omp import OMP, MatchingPursuit
 
-__all__ = ["INFERENCE", "Amortized", "Inference", "get_inference", "register"]
+__all__ = [
+    "FISTA",
+    "INFERENCE",
+    "ISTA",
+    "ITO",
+    "LISTA",
+    "OMP",
+    "Amortized",
+    "Inference",
+    "MatchingPursuit",
+    "get_inference",
+    "register",
+]
