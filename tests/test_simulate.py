@@ -88,3 +88,48 @@ def test_superposition_fast():
 def test_superposition_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate_superposition(100, 8, 256, **kwargs)
+
+
+def test_hierarchical_expression_truth(tmp_path):
+    from scsae.datasets import simulate_hierarchical_expression
+
+    adata = simulate_hierarchical_expression(
+        400, 200, 12, n_active=2, n_targets=20, repression_fraction=0.25, random_state=0
+    )
+    assert adata.shape == (400, 200)
+    assert sparse.issparse(adata.X) and adata.X.dtype == np.float32
+    assert np.array_equal(adata.X.data, np.round(adata.X.data)) and (adata.X.data >= 0).all()
+    hidden = adata.obsm["true_hidden"]
+    assert sparse.issparse(hidden) and hidden.shape == (400, 12)
+    targets = adata.varm["true_targets"]
+    assert targets.shape == (200, 12)
+    assert ((targets != 0).sum(0) == 20).all()
+    assert (targets < 0).any() and (targets > 0).any()
+    assert list(adata.obs["cell_type"].cat.categories) == [f"type_{i}" for i in range(4)]
+    # an active programme raises its induced targets' share of the counts
+    p = 0
+    induced = targets[:, p] > 0
+    share = np.asarray(adata.X[:, induced].sum(1)).ravel() / np.asarray(adata.X.sum(1)).ravel()
+    on = hidden[:, p].toarray().ravel() > 0
+    assert share[on].mean() > 1.5 * share[~on].mean()
+    adata.write_h5ad(tmp_path / "expr.h5ad")
+    again = simulate_hierarchical_expression(
+        400, 200, 12, n_active=2, n_targets=20, repression_fraction=0.25, random_state=0
+    )
+    assert (again.X != adata.X).nnz == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_targets": 500}, "n_targets"),
+        ({"n_active": 50, "active_distribution": "fixed"}, "n_active"),
+        ({"dispersion": 0}, "dispersion"),
+        ({"repression_fraction": 2}, "repression_fraction"),
+    ],
+)
+def test_hierarchical_expression_errors(kwargs, match):
+    from scsae.datasets import simulate_hierarchical_expression
+
+    with pytest.raises(ValueError, match=match):
+        simulate_hierarchical_expression(50, 100, 10, **kwargs)
