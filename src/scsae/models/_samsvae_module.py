@@ -225,6 +225,8 @@ class SAMSVAEModule(BaseModuleClass):
             code = self.guide_code.expand_as(mask)
             d_mean, d_log_scale = self.guide_net(torch.cat([mask, code], -1)).chunk(2, -1)
             mean, log_scale = mean + d_mean, log_scale + d_log_scale
+        elif mask is not None:
+            mean, log_scale = mean.expand_as(mask), log_scale.expand_as(mask)
         return mean, torch.exp(log_scale.clamp(-7, 3))
 
     def sample_globals(self, n_particles: int) -> dict[str, torch.Tensor]:
