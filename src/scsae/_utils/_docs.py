@@ -50,7 +50,7 @@ batch_size
     efficient batches.
 lr
     Adam learning rate. `None` scales it with the dictionary size,
-    ``2e-4 / sqrt(n_features / 2**14)``, capped at ``1e-2`` (wider dictionaries need
+    ``6e-4 / sqrt(n_features / 2**14)``, capped at ``1e-2`` (wider dictionaries need
     smaller steps).
 train_size
     Fraction of cells used for training; the rest is the validation split used for

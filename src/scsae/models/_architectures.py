@@ -55,7 +55,12 @@ class Architecture(nn.Module):
         self.sparsity_coefficient = self.default_sparsity_coefficient if coef is None else coef
 
     def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
+        """Activations and sparsity penalty from pre-activations."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def calibrate(self, pre_acts: Tensor) -> None:
+        """Fix inference-time state from training pre-activations (default: nothing)."""
 
 
 def _topk_dense(values: Tensor, k: int) -> Tensor:
@@ -79,9 +84,10 @@ class BatchTopK(Architecture):
     """``k`` active features per cell on average over a batch (Bussmann et al. 2024).
 
     Training keeps the ``k * batch`` largest activations of the batch, so cells
-    can use more or fewer features. For inference, the mean over training
-    batches of the smallest kept activation becomes a global threshold, so one
-    cell encodes the same way whatever else is in its batch.
+    can use more or fewer features. For inference a global threshold replaces
+    the batch: during training it tracks the mean smallest kept activation;
+    after training it is calibrated on training cells so that their mean L0 is
+    exactly ``k``. One cell then encodes the same way whatever else is in its batch.
     """
 
     name = "batchtopk"
@@ -111,6 +117,15 @@ class BatchTopK(Architecture):
             return _topk_dense(acts, self.k), pre_acts.new_zeros(())
         return acts * (acts > self.threshold), pre_acts.new_zeros(())
 
+    @torch.no_grad()
+    def calibrate(self, pre_acts: Tensor) -> None:
+        """Set the threshold to the ``k * n_cells``-th largest activation of the sample."""
+        flat = torch.relu(pre_acts).flatten()
+        n_keep = min(self.k * pre_acts.shape[0], flat.numel())
+        kth = flat.topk(n_keep, sorted=False).values.min()
+        self.threshold.fill_(float(kth.clamp_min(0)))
+        self.n_updates.clamp_(min=1)
+
 
 @register
 class ReLU(Architecture):
@@ -125,7 +140,7 @@ class ReLU(Architecture):
 
     name = "relu"
     unit_norm_decoder = False
-    default_sparsity_coefficient = 0.02
+    default_sparsity_coefficient = 0.05
 
     def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         acts = torch.relu(pre_acts)
@@ -180,7 +195,7 @@ class JumpReLU(Architecture):
     """
 
     name = "jumprelu"
-    default_sparsity_coefficient = 2e-3
+    default_sparsity_coefficient = 5e-3
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__(config)

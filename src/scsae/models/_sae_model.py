@@ -27,6 +27,7 @@ from ._training import SAETrainingPlan, ShuffledBatches, fit
 MIN_CELLS = 10
 INFERENCE_BATCH = 8192
 MEDIAN_SAMPLE = 10_000
+CALIBRATION_SAMPLE = 50_000
 STEPS_TARGET = 3000
 SAVE_FILE = "model.pt"
 
@@ -52,8 +53,14 @@ def default_batch_size(n_train: int) -> int:
 
 
 def default_lr(n_features: int) -> float:
-    """``2e-4 / sqrt(n_features / 2**14)`` capped at ``1e-2`` (Gao et al. 2024 scaling)."""
-    return float(min(1e-2, 2e-4 / math.sqrt(n_features / 2**14)))
+    """``6e-4 / sqrt(n_features / 2**14)`` capped at ``1e-2``.
+
+    The ``1/sqrt(width)`` scaling of Gao et al. (2024), with a constant 3x theirs:
+    single-cell dictionaries are 10-100x narrower than LLM ones and their constant
+    left simulated dictionaries unrecovered after thousands of steps (32% of true
+    directions at 1,000 steps against 99.6% at 3x).
+    """
+    return float(min(1e-2, 6e-4 / math.sqrt(n_features / 2**14)))
 
 
 def default_max_epochs(n_train: int, batch_size: int) -> int:
@@ -254,9 +261,7 @@ class SparseAutoencoder:
         emb.check_finite()
         rng = np.random.default_rng(seed)
         order = rng.permutation(n_obs)
-        n_train = (
-            n_obs if train_size == 1 else max(1, min(n_obs - 1, round(train_size * n_obs)))
-        )
+        n_train = n_obs if train_size == 1 else max(1, min(n_obs - 1, round(train_size * n_obs)))
         train_idx, val_idx = np.sort(order[:n_train]), np.sort(order[n_train:])
         if batch_size is None:
             batch_size = default_batch_size(n_train)
@@ -303,6 +308,7 @@ class SparseAutoencoder:
         if not self.module.activation.unit_norm_decoder:
             self.module.fold_decoder_norms()
         self.module.eval()
+        self._calibrate(emb, train_idx, seed=seed)
         self.history_ = {key: pd.DataFrame({key: values}) for key, values in history.items()}
         self.train_params_ = {
             "max_epochs": int(max_epochs),
@@ -338,6 +344,25 @@ class SparseAutoencoder:
         self.module.initialize_decoder_bias(
             self.module.normalize(torch.from_numpy(emb.rows(sample)))
         )
+
+    @torch.no_grad()
+    def _calibrate(self, emb: Embedding, train_idx: np.ndarray, *, seed: int) -> None:
+        """Let the architecture fix its inference state on a sample of training cells."""
+        rng = np.random.default_rng([seed, 1])
+        sample = np.sort(
+            rng.choice(train_idx, size=min(len(train_idx), CALIBRATION_SAMPLE), replace=False)
+        )
+        pre = torch.cat(
+            [
+                self.module.pre_activations(
+                    self.module.normalize(
+                        torch.from_numpy(emb.rows(sample[i : i + INFERENCE_BATCH]))
+                    )
+                )
+                for i in range(0, len(sample), INFERENCE_BATCH)
+            ]
+        )
+        self.module.activation.calibrate(pre)
 
     @property
     def history(self) -> dict[str, pd.DataFrame]:

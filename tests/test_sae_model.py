@@ -1,0 +1,141 @@
+"""The SparseAutoencoder model class: training, architectures, determinism, save/load."""
+
+import numpy as np
+import pytest
+import torch
+from anndata import AnnData
+from scipy import sparse
+
+import scsae
+from scsae.models import ARCHITECTURES, SparseAutoencoder
+
+FAST = {"max_epochs": 15, "batch_size": 256, "lr": 3e-3, "enable_progress_bar": False}
+
+
+def _trained(adata, max_epochs=FAST["max_epochs"], **kwargs):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=128, k=kwargs.pop("k", 3), **kwargs)
+    model.train(**{**FAST, "max_epochs": max_epochs})
+    return model
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_architectures_reconstruct_sparsely(adata, architecture):
+    model = _trained(adata, architecture=architecture, max_epochs=40)
+    acts = model.get_feature_activations()
+    assert sparse.isspmatrix_csr(acts) and acts.dtype == np.float32
+    assert acts.shape == (adata.n_obs, 128) and acts.min() >= 0
+    metrics = model.get_metrics()
+    assert metrics["fvu"] < 0.35, metrics
+    assert metrics["mean_l0"] < 0.35 * 128, metrics
+    # every architecture ends with unit-norm decoder rows
+    np.testing.assert_allclose(np.linalg.norm(model.decoder, axis=1), 1.0, atol=1e-5)
+    # activations in embedding units: bias + acts @ decoder is the reconstruction
+    recon = model.get_reconstruction()
+    np.testing.assert_allclose(model.bias + acts @ model.decoder, recon, atol=1e-4)
+    assert set(model.history) >= {"train_fvu", "validation_fvu", "train_l0", "dead_fraction", "lr"}
+    assert len(model.history["train_fvu"]) == 40
+
+
+@pytest.mark.parametrize("architecture", ["relu", "jumprelu"])
+def test_penalty_trades_sparsity_for_reconstruction(adata, architecture):
+    default = ARCHITECTURES[architecture].default_sparsity_coefficient
+    weak = _trained(adata, architecture=architecture, max_epochs=60).get_metrics()
+    strong = _trained(
+        adata, architecture=architecture, max_epochs=60, sparsity_coefficient=4 * default
+    ).get_metrics()
+    assert strong["mean_l0"] < 0.8 * weak["mean_l0"]
+    assert strong["fvu"] > weak["fvu"]
+
+
+def test_topk_has_exactly_k_and_training_improves(adata):
+    model = _trained(adata, k=3)
+    acts = model.get_feature_activations()
+    assert (np.diff(acts.indptr) <= 3).all()
+    fvu = model.history["train_fvu"]["train_fvu"].to_numpy()
+    assert fvu[-1] < 0.5 * fvu[0]
+    lr = model.history["lr"]["lr"].to_numpy()
+    assert lr[-1] < lr.max()  # decays at the end
+
+
+def test_batchtopk_encodes_cells_independently_of_their_batch(adata):
+    model = _trained(adata, architecture="batchtopk")
+    assert float(model.module.activation.threshold) > 0
+    alone = model.get_feature_activations(batch_size=1)[:5].toarray()
+    together = model.get_feature_activations(batch_size=1000)[:5].toarray()
+    np.testing.assert_allclose(alone, together, atol=1e-6)
+    l0 = np.diff(model.get_feature_activations().indptr)
+    assert l0.std() > 0  # variable number of features per cell
+    assert 1.5 < l0.mean() < 6
+
+
+def test_same_seed_same_activations_other_seed_differs(adata):
+    a = _trained(adata, random_state=3).get_feature_activations()
+    b = _trained(adata, random_state=3).get_feature_activations()
+    c = _trained(adata, random_state=4).get_feature_activations()
+    assert (a != b).nnz == 0
+    assert (a != c).nnz > 0
+
+
+def test_save_load_round_trip(adata, tmp_path):
+    model = _trained(adata, architecture="batchtopk")
+    model.save(tmp_path / "sae")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(tmp_path / "sae")
+    other = adata.copy()
+    loaded = SparseAutoencoder.load(tmp_path / "sae", other)
+    assert (loaded.get_feature_activations() != model.get_feature_activations()).nnz == 0
+    assert loaded.train_params_ == model.train_params_
+    assert loaded.history["train_fvu"].equals(model.history["train_fvu"])
+    # wrong dimension, wrong class, newer version
+    wrong = AnnData(np.zeros((50, 2), dtype=np.float32))
+    wrong.obsm["X_emb"] = np.zeros((50, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="expects 16"):
+        SparseAutoencoder.load(tmp_path / "sae", wrong)
+    saved = torch.load(tmp_path / "sae" / "model.pt", weights_only=False)
+    saved["version"] = "99.0"
+    torch.save(saved, tmp_path / "sae" / "model.pt")
+    with pytest.raises(ValueError, match="newer"):
+        SparseAutoencoder.load(tmp_path / "sae", other)
+    saved["class"] = "SAMSVAE"
+    torch.save(saved, tmp_path / "sae" / "model.pt")
+    with pytest.raises(ValueError, match="not a SparseAutoencoder"):
+        SparseAutoencoder.load(tmp_path / "sae", other)
+
+
+def test_encoding_other_data_checks_dimension(adata):
+    model = _trained(adata)
+    new = AnnData(np.zeros((20, 1), dtype=np.float32))
+    new.obsm["X_emb"] = np.ones((20, 10), dtype=np.float32)
+    with pytest.raises(ValueError, match="10 dims but the model was built for 16"):
+        model.get_feature_activations(new)
+    new.obsm["X_emb"] = adata.obsm["X_emb"][:20]
+    np.testing.assert_allclose(
+        model.get_feature_activations(new).toarray(), model.get_feature_activations()[:20].toarray()
+    )
+
+
+def test_sparse_x_and_layer_inputs(adata):
+    for kwargs in ({"use_rep": "X"}, {"use_rep": None, "layer": "counts"}):
+        adata.layers["counts"] = adata.X.copy()
+        SparseAutoencoder.setup_anndata(adata, **kwargs)
+        model = SparseAutoencoder(adata, n_features=64, k=4)
+        model.train(**FAST)
+        acts = model.get_feature_activations()
+        assert acts.shape == (adata.n_obs, 64)
+        assert model.get_metrics()["fvu"] < 1.0
+
+
+def test_untrained_and_unregistered_errors(adata):
+    with pytest.raises(ValueError, match="setup_anndata"):
+        SparseAutoencoder(adata.copy())
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=32, k=2)
+    with pytest.raises(RuntimeError, match="not trained"):
+        model.get_feature_activations()
+    with pytest.raises(ValueError, match="Unknown architecture 'gated'"):
+        SparseAutoencoder(adata, architecture="gated")
+    with pytest.raises(ValueError, match="Unknown inference strategy"):
+        _trained(adata).get_feature_activations(inference="magic")
+    assert "SparseAutoencoder(topk, 16 dims -> 32 features" in repr(model)
+    assert scsae.SAE is SparseAutoencoder

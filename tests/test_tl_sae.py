@@ -1,0 +1,154 @@
+"""scsae.tl.sae: the scanpy-style wrapper, its outputs, bad input and quality on real data."""
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pytest
+import scanpy as sc
+from scipy import sparse
+
+import scsae
+
+FAST = {"max_epochs": 10, "batch_size": 256, "lr": 3e-3, "n_features": 64, "k": 3}
+
+
+def _snapshot(adata):
+    return {
+        "obsm": {
+            k: (v.copy() if not sparse.issparse(v) else v.copy()) for k, v in adata.obsm.items()
+        },
+        "uns": set(adata.uns.keys()),
+        "varm": set(adata.varm.keys()),
+    }
+
+
+def _unchanged(adata, snap):
+    assert set(adata.uns.keys()) == snap["uns"]
+    assert set(adata.varm.keys()) == snap["varm"]
+    assert set(adata.obsm.keys()) == set(snap["obsm"])
+    for key, value in snap["obsm"].items():
+        new = adata.obsm[key]
+        if sparse.issparse(value):
+            assert (new != value).nnz == 0
+        else:
+            np.testing.assert_array_equal(new, value)
+
+
+@pytest.fixture(scope="module")
+def pbmc():
+    adata = sc.datasets.pbmc68k_reduced()
+    scsae.tl.sae(adata, use_rep="X_pca")
+    return adata
+
+
+def test_default_on_pbmc_reaches_quality(pbmc):
+    metrics = pbmc.uns["X_sae"]["metrics"]
+    assert metrics["fvu"] <= 0.05
+    assert metrics["mean_l0"] <= 16
+    assert metrics["dead_fraction"] <= 0.05
+
+
+def test_outputs_and_h5ad_round_trip(pbmc, tmp_path):
+    acts = pbmc.obsm["X_sae"]
+    result = pbmc.uns["X_sae"]
+    n_features = result["params"]["n_features"]
+    assert (
+        sparse.isspmatrix_csr(acts) and acts.dtype == np.float32 and acts.shape == (700, n_features)
+    )
+    assert result["decoder"].shape == (n_features, 50)
+    assert result["feature_frequency"].shape == (n_features,)
+    assert result["params"]["use_rep"] == "X_pca"
+    assert {"train_fvu", "validation_fvu", "lr"} <= set(result["history"])
+    # the stored decoder, bias and activations reconstruct the embedding as the metrics say
+    recon = result["bias"] + acts @ result["decoder"]
+    x = pbmc.obsm["X_pca"]
+    fvu = ((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+    assert fvu == pytest.approx(result["metrics"]["fvu"], rel=1e-3)
+    # gene loadings: decoder composed with the PCs
+    np.testing.assert_allclose(
+        pbmc.varm["X_sae_loadings"], pbmc.varm["PCs"] @ result["decoder"].T, rtol=1e-4, atol=1e-6
+    )
+    pbmc.write_h5ad(tmp_path / "pbmc.h5ad")
+    back = ad.read_h5ad(tmp_path / "pbmc.h5ad")
+    assert (back.obsm["X_sae"] != acts).nnz == 0
+    assert back.uns["X_sae"]["params"] == result["params"]
+    np.testing.assert_array_equal(back.uns["X_sae"]["decoder"], result["decoder"])
+
+
+def test_copy_key_added_and_return_model(adata):
+    snap = _snapshot(adata)
+    out, model = scsae.tl.sae(
+        adata, use_rep="X_emb", key_added="sae2", copy=True, return_model=True, **FAST
+    )
+    _unchanged(adata, snap)
+    assert "sae2" in out.obsm and "sae2" in out.uns
+    assert isinstance(model, scsae.SAE)
+    assert (model.get_feature_activations() != out.obsm["sae2"]).nnz == 0
+    assert "sae2_loadings" not in out.varm  # not a PCA
+
+
+def test_same_seed_same_result(adata):
+    a = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **FAST).obsm["X_sae"]
+    b = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **FAST).obsm["X_sae"]
+    assert (a != b).nnz == 0
+
+
+def test_mudata_obsm(adata):
+    mdata = md.MuData({"rna": adata.copy()})
+    mdata.obsm["X_joint"] = adata.obsm["X_emb"]
+    scsae.tl.sae(mdata, use_rep="X_joint", **FAST)
+    assert mdata.obsm["X_sae"].shape == (adata.n_obs, 64)
+    assert mdata.uns["X_sae"]["params"]["use_rep"] == "X_joint"
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, {"use_rep": "X_scVI"}, KeyError, "sc.pp.pca"),
+        ("nan", {"use_rep": "X_emb"}, ValueError, "NaN or infinite values in 1 cells"),
+        ("1d", {"use_rep": "one"}, ValueError, "cells x dims"),
+        ("empty", {"use_rep": "empty"}, ValueError, "empty"),
+        (
+            None,
+            {"use_rep": "X_emb", "batch_size": 5000},
+            ValueError,
+            "exceeds the 1800 training cells",
+        ),
+        (
+            None,
+            {"use_rep": "X_emb", "k": 64, "n_features": 64},
+            ValueError,
+            "k=64 must be between 1 and n_features - 1",
+        ),
+        ("few", {"use_rep": "X_emb"}, ValueError, "at least 10"),
+        (None, {"use_rep": "X_emb", "architecture": "gated"}, ValueError, "choose one of"),
+        (None, {"use_rep": "X_emb", "train_size": 0.0}, ValueError, "train_size"),
+    ],
+)
+def test_bad_input_leaves_adata_untouched(adata, change, kwargs, error, match):
+    if change == "nan":
+        adata.obsm["X_emb"][7, 2] = np.nan
+    elif change == "1d":
+        adata = _with_1d(adata)
+    elif change == "empty":
+        adata.obsm["empty"] = np.zeros((adata.n_obs, 0), dtype=np.float32)
+    elif change == "few":
+        adata = adata[:8].copy()
+    snap = _snapshot(adata)
+    options = {k: v for k, v in FAST.items() if k not in kwargs}
+    with pytest.raises(error, match=match):
+        scsae.tl.sae(adata, **options, **kwargs)
+    _unchanged(adata, snap)
+
+
+def _with_1d(adata):
+    """An AnnData-like object whose obsm holds a 1-D vector (AnnData itself refuses one)."""
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.obsm = {"one": adata.obsm["X_emb"][:, 0]}
+    holder.uns = {}
+    holder.varm = {}
+    return holder
