@@ -14,9 +14,7 @@ FAST = {"max_epochs": 10, "batch_size": 256, "lr": 3e-3, "n_features": 64, "k": 
 
 def _snapshot(adata):
     return {
-        "obsm": {
-            k: (v.copy() if not sparse.issparse(v) else v.copy()) for k, v in adata.obsm.items()
-        },
+        "obsm": {k: v.copy() for k, v in adata.obsm.items()},
         "uns": set(adata.uns.keys()),
         "varm": set(adata.varm.keys()),
     }
