@@ -20,11 +20,13 @@ class ITO(Inference):
     """Optimise each cell's code by projected gradient steps on its reconstruction error.
 
     Starts from the encoder's codes and minimises ``||r - a D||^2`` over
-    ``a >= 0`` with accelerated (Nesterov) gradient steps of size ``1 / L``,
-    ``L = ||D||_2^2``. With ``support="fixed"`` only the features the encoder
-    chose move (same L0 as the encoder; fixes magnitudes, e.g. shrinkage).
-    With ``support="free"`` every step is projected onto the ``k`` largest
-    entries (iterative hard thresholding), so features can be swapped.
+    ``a >= 0``. With ``support="fixed"`` only the features the encoder chose
+    move, by accelerated (Nesterov) projected gradient steps of size ``1 / L``,
+    ``L = ||D||_2^2`` (same L0 as the encoder; fixes magnitudes, e.g.
+    shrinkage). With ``support="free"`` every gradient step is projected onto
+    the ``k`` largest non-negative entries, with the step size of normalised
+    iterative hard thresholding (Blumensath & Davies 2010), so features can
+    be swapped in and out.
 
     Parameters
     ----------
@@ -70,12 +72,24 @@ class ITO(Inference):
                 return topk_project(v, k)
 
         a = project(a)
-        y, t = a, 1.0
-        for _ in range(self.n_steps):
-            new = project(y - step * ((y @ d - r) @ d.T))
-            t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            y = new + ((t - 1) / t_next) * (new - a)
-            a, t = new, t_next
+        if self.support == "fixed":
+            # accelerated projected gradient on the encoder's support
+            y, t = a, 1.0
+            for _ in range(self.n_steps):
+                new = project(y - step * ((y @ d - r) @ d.T))
+                t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+                y = new + ((t - 1) / t_next) * (new - a)
+                a, t = new, t_next
+        else:
+            # normalised iterative hard thresholding (Blumensath & Davies 2010): the step
+            # per cell is the exact line search along the gradient restricted to the support
+            for _ in range(self.n_steps):
+                grad = (a @ d - r) @ d.T
+                on_support = torch.where(a > 0, grad, torch.zeros_like(grad))
+                num = on_support.pow(2).sum(1, keepdim=True)
+                den = (on_support @ d).pow(2).sum(1, keepdim=True)
+                mu = torch.where(den > 0, num / den.clamp_min(1e-12), step)
+                a = project(a - mu * grad)
         return a.to(x.dtype)
 
     def params(self) -> dict[str, Any]:
