@@ -200,6 +200,7 @@ def _quiet_lightning() -> Iterator[None]:
                 ".*does not have many workers.*",
                 ".*smaller than the logging interval.*",
                 ".*LeafSpec.*",
+                ".*no `val_dataloader`.*",
             ):
                 warnings.filterwarnings("ignore", message=message)
             yield
