@@ -186,11 +186,13 @@ def link_pathways(
     """
     import decoupler as dc
 
-    if not hasattr(dc.mt, method) or method in ("decouple", "consensus"):
-        names = [m.name for m in dc.mt._methods._methods] if hasattr(dc.mt, "_methods") else []
-        msg = (
-            f"method={method!r} is not a decoupler method; choose one of {names or 'decoupler.mt'}."
-        )
+    available = sorted(
+        n
+        for n in dir(dc.mt)
+        if hasattr(getattr(dc.mt, n), "func") and hasattr(getattr(dc.mt, n), "test")
+    )
+    if method not in available:
+        msg = f"method={method!r} is not a decoupler method; choose one of {available}."
         raise ValueError(msg)
     genes_key = genes_key or f"{key}_genes"
     get_sae_result(adata, key)
@@ -217,6 +219,17 @@ def link_pathways(
     counts = network.loc[network["target"].isin(genes), "source"].value_counts()
     n_sources_net = network["source"].nunique()
     kept = counts[counts >= tmin]
+    # a set holding every scored gene with one weight cannot be tested (constant covariate)
+    in_genes = network[network["target"].isin(genes)]
+    flat = in_genes.groupby("source")["weight"].nunique() == 1
+    degenerate = kept.index[(kept == len(genes)).to_numpy() & flat.reindex(kept.index).to_numpy()]
+    if len(degenerate):
+        logg.warning(
+            f"{len(degenerate)} sources contain every scored gene and cannot be tested; left out "
+            f"(e.g. {list(degenerate[:3])})."
+        )
+        kept = kept.drop(degenerate)
+        network = network[~network["source"].isin(degenerate)]
     if kept.empty:
         msg = (
             f"No source of the network has >= tmin={tmin} targets among the scored genes "

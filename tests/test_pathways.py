@@ -1,0 +1,194 @@
+"""tl.link_pathways: network inputs, decoupler methods, empty features, errors, recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from scipy import sparse
+
+import scsae
+from scsae.tl._pathways import read_net
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HALLMARK = SHARED / "h.all.v7.0.symbols.gmt"
+PROGENY = SHARED / "progeny_human_top100_2019.csv"
+needs_shared = pytest.mark.skipif(
+    not SHARED.exists(), reason=f"shared test data not found at {SHARED}"
+)
+
+
+def programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=0):
+    """Log-normalised counts driven by known gene programmes (disjoint gene sets)."""
+    rng = np.random.default_rng(seed)
+    genes = np.array([f"G{i}" for i in range(n_genes)])
+    members = rng.permutation(n_genes)[: n_prog * genes_per].reshape(n_prog, genes_per)
+    act = np.zeros((n_cells, n_prog))
+    for i in range(n_cells):
+        ks = rng.choice(n_prog, rng.integers(1, 3), replace=False)
+        act[i, ks] = rng.gamma(4, 0.5, ks.size)
+    weights = np.zeros((n_prog, n_genes))
+    for k in range(n_prog):
+        weights[k, members[k]] = rng.uniform(1, 2, genes_per)
+    counts = rng.poisson(rng.gamma(2, 0.5, n_genes) * np.exp(0.6 * act @ weights))
+    adata = ad.AnnData(sparse.csr_matrix(counts.astype(np.float32)), var=pd.DataFrame(index=genes))
+    sc.pp.normalize_total(adata, target_sum=1e3)
+    sc.pp.log1p(adata)
+    adata.obsm["programmes"] = act
+    sets = {f"PROG{k}": list(genes[members[k]]) for k in range(n_prog)}
+    return adata, sets
+
+
+@pytest.fixture
+def scored():
+    """Programme data with the true activities as 'SAE' features, gene scores computed."""
+    adata, sets = programmes()
+    adata.obsm["X_sae"] = sparse.csr_matrix(adata.obsm["programmes"].astype(np.float32))
+    adata.uns["X_sae"] = {"params": {"use_rep": "X_emb"}, "decoder": np.eye(6)}
+    scsae.tl.feature_genes(adata)
+    return adata, sets
+
+
+def test_read_net_inputs(tmp_path):
+    sets = {"A": ["x", "y", "y"], "B": ["z"]}
+    net = read_net(sets)
+    assert list(net.columns) == ["source", "target", "weight"]
+    assert len(net) == 3  # duplicate removed
+    gmt = tmp_path / "s.gmt"
+    gmt.write_text("A\tna\tx\ty\nB\tna\tz\n")
+    pd.testing.assert_frame_equal(read_net(gmt), net)
+    csv = tmp_path / "n.csv"
+    net.assign(weight=[1.0, -1.0, 2.0]).to_csv(csv, index=False)
+    assert read_net(csv)["weight"].tolist() == [1.0, -1.0, 2.0]
+    with pytest.raises(ValueError, match="'source' and 'target'"):
+        read_net(pd.DataFrame({"geneset": ["A"], "genesymbol": ["x"]}))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_net(tmp_path / "missing.gmt")
+    with pytest.raises(TypeError, match="dict of gene sets"):
+        read_net(3)
+
+
+def test_true_programme_ranked_first(scored):
+    adata, sets = scored
+    scsae.tl.link_pathways(adata, sets, tmin=3)
+    res = adata.uns["X_sae_pathways"]
+    assert res["scores"].shape == (6, 6)
+    best = res["sources"][np.argmax(res["scores"], axis=1)]
+    assert list(best) == [f"PROG{k}" for k in range(6)]
+    assert (res["pvals_adj"][np.arange(6), np.argmax(res["scores"], axis=1)] < 1e-3).all()
+    assert (res["n_targets"] == 12).all()
+    assert res["params"]["method"] == "ulm"
+
+
+@pytest.mark.parametrize("method", ["mlm", "ora", "aucell"])
+def test_other_decoupler_methods(scored, method):
+    adata, sets = scored
+    kwargs = {"n_up": 12, "n_bg": None} if method == "ora" else {}
+    scsae.tl.link_pathways(adata, sets, method=method, tmin=3, method_kwargs=kwargs)
+    res = adata.uns["X_sae_pathways"]
+    # the true programme scores highest (ora ranks by magnitude, so ties with sets of
+    # strongly negative genes are possible)
+    true_score = res["scores"][np.arange(6), np.arange(6)]
+    assert (true_score >= np.nanmax(res["scores"], axis=1) - 1e-6).mean() >= 5 / 6
+    if method == "aucell":  # no test: no p-values
+        assert np.isnan(res["pvals_adj"]).all()
+    else:
+        assert np.nanmax(res["pvals_adj"]) <= 1
+
+
+def test_empty_features_are_kept(scored, tmp_path):
+    adata, sets = scored
+    adata.varm["X_sae_genes"][:, 2] = 0  # e.g. a dead feature
+    scsae.tl.link_pathways(adata, sets, tmin=3)
+    res = adata.uns["X_sae_pathways"]
+    assert res["scores"].shape[0] == 6
+    assert res["empty"].tolist() == [False, False, True, False, False, False]
+    assert np.isnan(res["scores"][2]).all()
+    assert np.isfinite(res["scores"][[0, 1, 3, 4, 5]]).all()
+    adata.write_h5ad(tmp_path / "p.h5ad")
+    back = ad.read_h5ad(tmp_path / "p.h5ad")
+    np.testing.assert_array_equal(back.uns["X_sae_pathways"]["scores"], res["scores"])
+    assert list(back.uns["X_sae_pathways"]["sources"]) == list(res["sources"])
+
+
+def test_copy(scored):
+    adata, sets = scored
+    out = scsae.tl.link_pathways(adata, sets, tmin=3, copy=True, key_added="p")
+    assert "p" in out.uns
+    assert "p" not in adata.uns
+
+
+def test_zero_overlap_errors_with_hints(scored):
+    adata, _ = scored
+    before = set(adata.uns)
+    with pytest.raises(ValueError, match="Ensembl IDs"):
+        scsae.tl.link_pathways(adata, {"S": [f"ENSG0000{i}" for i in range(10)]})
+    adata.var_names = [f"Gene{i}" for i in range(adata.n_vars)]
+    with pytest.raises(ValueError, match="species mismatch"):
+        scsae.tl.link_pathways(adata, {"S": [f"GENE{i}" for i in range(10)]})
+    assert set(adata.uns) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"method": "nope"}, ValueError, "not a decoupler method"),
+        ({"tmin": 50}, ValueError, "tmin=50"),
+        ({"genes_key": "other"}, KeyError, "feature_genes"),
+        ({"key": "X_other"}, KeyError, "scsae.tl.sae"),
+        ({"mod": "rna"}, ValueError, "only for MuData"),
+    ],
+)
+def test_errors(scored, kwargs, err, match):
+    adata, sets = scored
+    with pytest.raises(err, match=match):
+        scsae.tl.link_pathways(adata, sets, **kwargs)
+    assert "X_sae_pathways" not in adata.uns
+
+
+@needs_shared
+def test_progeny_and_hallmark_files(scored):
+    adata, _ = scored
+    # rename genes to real symbols so that the shared networks overlap
+    hallmark = read_net(HALLMARK)
+    progeny = pd.read_csv(PROGENY)
+    genes = pd.unique(pd.concat([hallmark["target"], progeny["target"]]))[: adata.n_vars]
+    adata.var_names = genes
+    scsae.tl.link_pathways(adata, HALLMARK, key_added="h", tmin=1)
+    scsae.tl.link_pathways(adata, progeny, key_added="p", tmin=1)
+    assert adata.uns["h"]["params"]["n_sources_net"] == 50
+    assert adata.uns["p"]["params"]["n_sources_net"] == 14
+    assert adata.uns["h"]["scores"].shape[0] == 6
+    # a set that holds every scored gene is left out, not a crash
+    scsae.tl.link_pathways(adata, {"ALL": list(genes), "ONE": list(genes[:10])}, key_added="a")
+    assert list(adata.uns["a"]["sources"]) == ["ONE"]
+
+
+def test_simulated_programmes_ranked_first_by_trained_sae():
+    """Must show: features of a real SAE that recover a programme get it ranked first."""
+    adata, sets = programmes(n_cells=400, n_genes=160, n_prog=8, genes_per=15, seed=3)
+    sc.pp.pca(adata, n_comps=16)
+    scsae.tl.sae(adata, max_epochs=60, random_state=0)
+    acts = adata.obsm["X_sae"].toarray()
+    truth = adata.obsm["programmes"]
+    a = (acts - acts.mean(0)) / (acts.std(0) + 1e-12)
+    t = (truth - truth.mean(0)) / truth.std(0)
+    corr = a.T @ t / acts.shape[0]
+    recovering = np.flatnonzero(corr.max(axis=1) >= 0.5)
+    assert len(set(corr[recovering].argmax(axis=1))) >= 6  # most programmes are recovered
+    rates = {}
+    for route in ("association", "loadings"):
+        scsae.tl.feature_genes(adata, method=route)
+        scsae.tl.link_pathways(adata, sets)
+        res = adata.uns["X_sae_pathways"]
+        first = res["sources"][
+            np.nanargmax(np.nan_to_num(res["scores"], nan=-np.inf)[recovering], axis=1)
+        ]
+        truth_names = np.array([f"PROG{k}" for k in corr[recovering].argmax(axis=1)])
+        rates[route] = float((first == truth_names).mean())
+    print(f"{len(recovering)} recovering features; ranked first: {rates}")
+    assert rates["association"] >= 0.9
