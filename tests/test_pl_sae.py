@@ -1,8 +1,8 @@
 """Training-history and feature-density plots: rendered, with the right content."""
 
-import matplotlib
+import matplotlib as mpl
 
-matplotlib.use("Agg")
+mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
