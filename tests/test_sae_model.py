@@ -139,3 +139,19 @@ def test_untrained_and_unregistered_errors(adata):
         _trained(adata).get_feature_activations(inference="magic")
     assert "SparseAutoencoder(topk, 16 dims -> 32 features" in repr(model)
     assert scsae.SAE is SparseAutoencoder
+
+
+def test_early_stopping_on_validation_split(adata):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=64, k=3)
+    model.train(
+        max_epochs=300,
+        batch_size=256,
+        early_stopping=True,
+        early_stopping_patience=3,
+        enable_progress_bar=False,
+    )
+    assert model.train_params_["epochs_trained"] < 300
+    assert len(model.history["validation_fvu"]) == model.train_params_["epochs_trained"]
+    with pytest.raises(ValueError, match="train_size < 1"):
+        model.train(max_epochs=2, train_size=1.0, early_stopping=True, enable_progress_bar=False)
