@@ -192,3 +192,18 @@ def test_simulated_programmes_ranked_first_by_trained_sae():
         rates[route] = float((first == truth_names).mean())
     print(f"{len(recovering)} recovering features; ranked first: {rates}")
     assert rates["association"] >= 0.9
+
+
+@needs_shared
+def test_geneset_loaders_read_local_files():
+    net = scsae.datasets.hallmark(HALLMARK)
+    assert list(net.columns) == ["source", "target", "weight"]
+    assert net["source"].nunique() == 50
+    prog = scsae.datasets.progeny(PROGENY)
+    assert prog["source"].nunique() == 14
+    assert (prog["weight"] < 0).any()
+
+
+def test_geneset_loader_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path=None to download"):
+        scsae.datasets.hallmark(tmp_path / "h.gmt")
