@@ -59,6 +59,14 @@ def test_superposition_hierarchy_correlation_options(tmp_path):
     d = adata.uns["simulation"]["true_dictionary"]
     cos = np.abs((d[40:] * d[parent[40:]]).sum(1))
     assert cos.mean() > 0.4
+    # features of one module fire together more often than features of different modules
+    module = adata.uns["simulation"]["module"][:40]
+    top = (codes[:, :40] > 0).toarray().astype(np.float64)
+    co = top.T @ top
+    expected = np.outer(top.sum(0), top.sum(0)) / codes.shape[0]
+    same = (module[:, None] == module[None, :]) & ~np.eye(40, dtype=bool)
+    diff = module[:, None] != module[None, :]
+    assert (co[same] / expected[same]).mean() > 1.3 * (co[diff] / expected[diff]).mean()
     # Zipf frequencies: the first feature fires most
     freq = adata.uns["simulation"]["feature_frequency"]
     assert freq[0] == freq[:40].max()

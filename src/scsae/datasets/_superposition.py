@@ -214,6 +214,9 @@ def simulate_superposition(
         Fraction of cells in which each true feature is active.
     ``uns['simulation']['parent']``
         Index of each feature's parent (-1 for none).
+    ``uns['simulation']['module']``
+        Co-activation module of each top-level feature (-1 without correlations
+        and for children).
     ``uns['simulation']['noise_fvu']``
         Fraction of the embedding's variance that is noise: the FVU floor.
     ``uns['simulation']['params']``
@@ -297,6 +300,9 @@ def simulate_superposition(
     log_weights = -frequency_exponent * np.log(np.arange(1, n_parents + 1))
     modules = rng.integers(0, n_modules, n_parents) if correlation > 0 else None
     indptr, indices = _choose_active(rng, n_obs, log_weights, counts, modules, correlation)
+    module = np.full(n_features, -1, dtype=np.int64)
+    if modules is not None:
+        module[:n_parents] = modules
 
     if n_children and child_probability > 0:
         # each active parent switches on one child with probability child_probability
@@ -347,6 +353,7 @@ def simulate_superposition(
         "true_dictionary": dictionary,
         "feature_frequency": frequency,
         "parent": parent,
+        "module": module,
         "noise_fvu": float(noise_fvu),
         "params": params,
     }
