@@ -146,29 +146,27 @@ def feature_recovery(
     summary is a mean over true features; a true feature left unmatched
     (fewer learned than true features) counts as 0.
 
-    ``dictionary_mcc``
-        Mean ``|cos|`` between each true direction and its matched decoder row.
-    ``dictionary_recovered_fraction``
-        Fraction of true directions whose matched decoder row has
-        ``|cos| >= cosine_threshold``.
-    ``dictionary_best_cosine``
-        Mean over true directions of the best ``|cos|`` with any decoder row
-        (not one-to-one: several true features may share a row).
-    ``code_mcc``
-        Mean ``|Pearson r|`` between each true code and its matched learned code.
-    ``code_max_corr``
-        Mean over true codes of the best ``|Pearson r|`` with any learned
-        code (not one-to-one); use it to compare against raw embedding dims.
-    ``support_precision``, ``support_recall``, ``support_f1``
-        Whether a matched learned feature is active (``> 0``) exactly where
-        its true feature is, counted over all cells: recall is the share of
-        true activations whose matched feature fires; precision is the share
-        of all learned activations (matched or not) that hit a true one.
-    ``shrinkage``
-        Sum of matched learned activations over the sum of true activations,
-        on cells where both are active: 1 for unbiased magnitudes, below 1 if
-        learned codes are shrunk (meaningful when both are in the same units,
-        e.g. an SAE on the simulated embedding itself).
+    - ``dictionary_mcc``: mean ``|cos|`` between each true direction and its
+      matched decoder row.
+    - ``dictionary_recovered_fraction``: fraction of true directions whose
+      matched decoder row has ``|cos| >= cosine_threshold``.
+    - ``dictionary_best_cosine``: mean over true directions of the best
+      ``|cos|`` with any decoder row (not one-to-one: several true features
+      may share a row).
+    - ``code_mcc``: mean ``|Pearson r|`` between each true code and its matched
+      learned code.
+    - ``code_max_corr``: mean over true codes of the best ``|Pearson r|`` with
+      any learned code (not one-to-one); use it to compare against raw
+      embedding dims.
+    - ``support_precision``, ``support_recall``, ``support_f1``: whether a
+      matched learned feature is active (``> 0``) exactly where its true
+      feature is, counted over all cells. Recall is the share of true
+      activations whose matched feature fires; precision is the share of all
+      learned activations (matched or not) that hit a true one.
+    - ``shrinkage``: sum of matched learned activations over the sum of true
+      activations, on cells where both are active. 1 for unbiased magnitudes,
+      below 1 if learned codes are shrunk (meaningful when both are in the
+      same units, e.g. an SAE on the simulated embedding itself).
 
     Parameters
     ----------

@@ -111,7 +111,7 @@ class ISTA(Inference):
 class FISTA(ISTA):
     """ISTA with Nesterov momentum (Beck & Teboulle 2009); same problem, faster convergence.
 
-    Parameters are those of :class:`ISTA`.
+    Parameters are those of :class:`~scsae.models._inference.ISTA`.
     """
 
     name = "fista"

@@ -65,10 +65,10 @@ class OMP(Inference):
 
 @register
 class MatchingPursuit(OMP):
-    """Non-negative matching pursuit: like :class:`OMP` without the refit.
+    """Non-negative matching pursuit: like :class:`~scsae.models._inference.OMP` without the refit.
 
     Each picked atom keeps its inner product with the residual at the time it
-    was picked (cheaper, less accurate). Parameters as :class:`OMP`.
+    was picked (cheaper, less accurate). Parameters as :class:`~scsae.models._inference.OMP`.
     """
 
     name = "mp"
