@@ -34,7 +34,7 @@ def read_net(net: Net) -> pd.DataFrame:
         A long DataFrame with ``source`` and ``target`` (and optionally ``weight``)
         columns, as returned by ``decoupler.op.hallmark()``, ``progeny()``,
         ``collectri()`` or ``resource("PanglaoDB")``; a dict of gene sets
-        ``{{name: [genes]}}``; or the path of a GMT file (or of a CSV holding a long
+        ``{name: [genes]}``; or the path of a GMT file (or of a CSV holding a long
         network).
 
     Returns
