@@ -4,6 +4,12 @@ All models and wrappers go through :func:`get_embedding`, so that the checks
 (missing key, wrong shape, non-finite values) and their messages exist once.
 Batches are cast to float32 on the fly, so no second copy of a large
 embedding is ever held in memory.
+
+Matrices that are not in memory (``X`` of an AnnData opened with
+``backed="r"``, dask arrays as :func:`anndata.experimental.read_lazy` puts in
+``obsm``, zarr or h5py arrays) are *lazy*: they are read by contiguous row
+ranges only, and :meth:`Embedding.take` gathers scattered rows in one
+sequential pass instead of random reads.
 """
 
 from __future__ import annotations
@@ -18,6 +24,22 @@ from scipy import sparse
 
 # rows checked per chunk for NaN/inf: bounds the temporary boolean mask
 _CHECK_CHUNK = 65_536
+# rows per contiguous read when gathering scattered rows of a lazy matrix
+_TAKE_CHUNK = 65_536
+
+
+def _is_dask(matrix: object) -> bool:
+    return type(matrix).__module__.startswith("dask.") and hasattr(matrix, "compute")
+
+
+def _materialise(block: object) -> np.ndarray | sparse.spmatrix | sparse.sparray:
+    """A block read from any supported matrix, as numpy or scipy sparse."""
+    if _is_dask(block):
+        # one thread: the caller may already be a loader thread, and h5py reads serialise
+        block = block.compute(scheduler="synchronous")
+    if sparse.issparse(block):
+        return block
+    return np.asarray(block)
 
 
 def describe_rep(use_rep: str | None, layer: str | None) -> str:
@@ -59,12 +81,51 @@ class Embedding:
         """Whether the matrix is a scipy sparse matrix."""
         return sparse.issparse(self.matrix)
 
+    @property
+    def is_lazy(self) -> bool:
+        """Whether the matrix is not in memory (backed, zarr, h5py or dask)."""
+        return not isinstance(self.matrix, np.ndarray) and not sparse.issparse(self.matrix)
+
     def rows(self, index: np.ndarray | slice) -> np.ndarray:
-        """Rows as a dense, C-contiguous float32 array."""
-        block = self.matrix[index]
+        """Rows as a dense, C-contiguous float32 array.
+
+        For a lazy matrix pass a slice (one contiguous read) or use :meth:`take`.
+        """
+        if self.is_lazy and not isinstance(index, slice):
+            return self.take(np.asarray(index))
+        block = _materialise(self.matrix[index])
         if sparse.issparse(block):
             block = block.toarray()
         return np.ascontiguousarray(block, dtype=np.float32)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` (sorted) as float32; lazy matrices are read by contiguous ranges."""
+        index = np.asarray(index, dtype=np.int64)
+        if not self.is_lazy:
+            return self.rows(index)
+        out = np.empty((len(index), self.n_dims), dtype=np.float32)
+        for start, lo, hi in self._windows(index):
+            out[lo:hi] = self.rows(slice(start, int(index[hi - 1]) + 1))[index[lo:hi] - start]
+        return out
+
+    def _windows(self, index: np.ndarray) -> Iterator[tuple[int, int, int]]:
+        """``(first row, lo, hi)``: runs of ``index`` within ``_TAKE_CHUNK`` rows of each other."""
+        lo = 0
+        while lo < len(index):
+            start = int(index[lo])
+            hi = int(np.searchsorted(index, start + _TAKE_CHUNK, side="left"))
+            yield start, lo, hi
+            lo = hi
+
+    def iter_rows(self, index: np.ndarray, block_size: int) -> Iterator[np.ndarray]:
+        """Rows ``index`` (sorted) in order, as float32 blocks of at most about ``block_size``."""
+        if not self.is_lazy:
+            for start in range(0, len(index), block_size):
+                yield self.rows(index[start : start + block_size])
+            return
+        index = np.asarray(index, dtype=np.int64)
+        for start, lo, hi in self._windows(index):
+            yield self.rows(slice(start, int(index[hi - 1]) + 1))[index[lo:hi] - start]
 
     def chunks(self, chunk_size: int) -> Iterator[tuple[slice, np.ndarray]]:
         """Consecutive row blocks, in order, as ``(slice, float32 rows)``."""
@@ -77,7 +138,7 @@ class Embedding:
         n_bad = 0
         first_bad: list[int] = []
         for start in range(0, self.n_obs, _CHECK_CHUNK):
-            block = self.matrix[start : start + _CHECK_CHUNK]
+            block = _materialise(self.matrix[start : start + _CHECK_CHUNK])
             values = block.data if sparse.issparse(block) else np.asarray(block)
             if np.isfinite(values).all():
                 continue
@@ -153,7 +214,8 @@ def get_embedding(
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         msg = f"{name} is empty (shape {tuple(matrix.shape)}); it needs at least one cell and one dimension."
         raise ValueError(msg)
-    if not sparse.issparse(matrix) and not np.issubdtype(np.asarray(matrix[:1]).dtype, np.number):
-        msg = f"{name} has non-numeric dtype {np.asarray(matrix[:1]).dtype}."
+    first = _materialise(matrix[:1])
+    if not sparse.issparse(first) and not np.issubdtype(first.dtype, np.number):
+        msg = f"{name} has non-numeric dtype {first.dtype}."
         raise ValueError(msg)
     return Embedding(matrix=matrix, name=name)

@@ -6,6 +6,11 @@ penalty (zero where sparsity is enforced structurally). Learned per-feature
 state (thresholds) lives in the architecture, hence in the module's
 ``state_dict``. To add an architecture, subclass :class:`Architecture` in
 this file and register it with :func:`register`.
+
+Architectures whose active set is a selection (TopK, BatchTopK) also offer
+:meth:`Architecture.select`, which lets :class:`~scsae.models.SAEModule`
+train with its sparse kernel: decode from ``(indices, values)`` without
+forming the dense cells x features activation matrix.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class Architecture(nn.Module):
     uses_k: ClassVar[bool] = False
     #: default penalty weight (for penalised architectures)
     default_sparsity_coefficient: ClassVar[float] = 0.0
+    #: whether :meth:`select` is implemented (training can use the sparse kernel)
+    supports_sparse: ClassVar[bool] = False
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
@@ -62,6 +69,21 @@ class Architecture(nn.Module):
     def calibrate(self, pre_acts: Tensor) -> None:
         """Fix inference-time state from training pre-activations (default: nothing)."""
 
+    @torch.no_grad()
+    def select(self, pre_acts: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Active features for the sparse training kernel (no gradient).
+
+        Must update any training state exactly as :meth:`forward` would.
+
+        Returns
+        -------
+        ``(indices, None)`` with ``indices`` of shape cells x k when every cell has
+        ``k`` entries, or ``(indices, rows)``, two flat tensors sorted by row.
+        Entries whose pre-activation is not positive are allowed: their value is zero.
+        """
+        msg = f"Architecture {self.name!r} has no sparse kernel."
+        raise NotImplementedError(msg)
+
 
 def _topk_dense(values: Tensor, k: int) -> Tensor:
     top = values.topk(k, dim=-1, sorted=False)
@@ -74,9 +96,15 @@ class TopK(Architecture):
 
     name = "topk"
     uses_k = True
+    supports_sparse = True
 
     def forward(self, pre_acts: Tensor, decoder_norms: Tensor) -> tuple[Tensor, Tensor]:
         return _topk_dense(torch.relu(pre_acts), self.k), pre_acts.new_zeros(())
+
+    @torch.no_grad()
+    def select(self, pre_acts: Tensor) -> tuple[Tensor, None]:
+        # the ReLU does not change which k are largest; non-positive picks get value 0
+        return pre_acts.topk(self.k, dim=-1, sorted=False).indices, None
 
 
 @register
@@ -92,6 +120,7 @@ class BatchTopK(Architecture):
 
     name = "batchtopk"
     uses_k = True
+    supports_sparse = True
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__(config)
@@ -105,17 +134,30 @@ class BatchTopK(Architecture):
             n_keep = min(self.k * acts.shape[0], flat.numel())
             top = flat.topk(n_keep, sorted=False)
             out = torch.zeros_like(flat).scatter_(0, top.indices, top.values).view_as(acts)
-            with torch.no_grad():
-                kept = top.values[top.values > 0]
-                if kept.numel():
-                    # running mean over all training batches
-                    self.n_updates += 1
-                    self.threshold += (kept.min() - self.threshold.clamp_min(0)) / self.n_updates
-                    self.threshold.clamp_(min=0)
+            self._track_threshold(top.values)
             return out, pre_acts.new_zeros(())
         if self.n_updates == 0:  # untrained: fall back to per-cell top-k
             return _topk_dense(acts, self.k), pre_acts.new_zeros(())
         return acts * (acts > self.threshold), pre_acts.new_zeros(())
+
+    @torch.no_grad()
+    def _track_threshold(self, kept_values: Tensor) -> None:
+        """Running mean, over training batches, of the smallest positive kept activation."""
+        kept = kept_values[kept_values > 0]
+        if kept.numel():
+            self.n_updates += 1
+            self.threshold += (kept.min() - self.threshold.clamp_min(0)) / self.n_updates
+            self.threshold.clamp_(min=0)
+
+    @torch.no_grad()
+    def select(self, pre_acts: Tensor) -> tuple[Tensor, Tensor]:
+        flat = torch.relu(pre_acts).flatten()
+        n_keep = min(self.k * pre_acts.shape[0], flat.numel())
+        top = flat.topk(n_keep, sorted=False)
+        self._track_threshold(top.values)
+        position = top.indices.sort().values
+        n = pre_acts.shape[-1]
+        return position % n, torch.div(position, n, rounding_mode="floor")
 
     @torch.no_grad()
     def calibrate(self, pre_acts: Tensor) -> None:

@@ -17,11 +17,12 @@ from scipy import sparse
 from .. import __version__
 from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, get_embedding
-from ._architectures import get_architecture
+from ._architectures import Architecture, get_architecture
 from ._inference import Inference, get_inference
 from ._inference._dictionary import check_code_inference
 from ._metrics import MetricAccumulator
 from ._sae_module import SAEConfig, SAEModule
+from ._scale import ChunkedShuffledBatches, CSRBuilder
 from ._training import SAETrainingPlan, ShuffledBatches, fit
 
 MIN_CELLS = 10
@@ -205,6 +206,21 @@ class SparseAutoencoder:
             raise ValueError(msg)
         return emb
 
+    def _batches(
+        self,
+        emb: Embedding,
+        indices: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        out_of_core: bool,
+    ) -> ShuffledBatches | ChunkedShuffledBatches:
+        """Minibatch stream: random rows in memory, or chunk-wise from disk."""
+        cls = ChunkedShuffledBatches if out_of_core else ShuffledBatches
+        return cls(emb, indices, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
+
     # --- training --------------------------------------------------------------
     @doc_params(train=DOC_TRAIN)
     def train(
@@ -221,6 +237,7 @@ class SparseAutoencoder:
         devices: int | str | list[int] = "auto",
         enable_progress_bar: bool = True,
         code_inference: str | Inference | None = None,
+        out_of_core: bool | None = None,
         **trainer_kwargs: Any,
     ) -> None:
         """Train with Lightning (Adam, warm-up and decay, gradient clipping, AuxK).
@@ -242,8 +259,18 @@ class SparseAutoencoder:
             alternating code inference with that strategy and decoder updates,
             while the encoder learns to amortise codes over the decoder (see
             :mod:`scsae.models._inference._dictionary`).
+        out_of_core
+            Stream minibatches by contiguous chunks in random order, shuffled
+            within a bounded buffer on a background thread, instead of reading
+            random rows; memory stays bounded whatever the number of cells.
+            `None` (default): only when the embedding is not in memory
+            (``backed="r"`` AnnData, :func:`anndata.experimental.read_lazy`,
+            dask, zarr or h5py arrays).
         **trainer_kwargs
-            Passed to :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
+            Passed to :class:`lightning.pytorch.Trainer`: e.g. ``strategy="ddp"``
+            with ``devices=N`` for data-parallel training (``batch_size`` is the
+            global batch; each rank reads its own shard), ``precision="bf16-mixed"``
+            for autocast on GPU (the default is fp32).
         """
         seed = self.random_state if random_state is None else random_state
         if code_inference is not None:
@@ -259,6 +286,8 @@ class SparseAutoencoder:
             msg = f"train_size={train_size} must be in (0, 1]."
             raise ValueError(msg)
         emb.check_finite()
+        if out_of_core is None:
+            out_of_core = emb.is_lazy
         rng = np.random.default_rng(seed)
         order = rng.permutation(n_obs)
         n_train = n_obs if train_size == 1 else max(1, min(n_obs - 1, round(train_size * n_obs)))
@@ -282,12 +311,24 @@ class SparseAutoencoder:
         self._fit_normalization(emb, train_idx, seed=seed)
         self.module.cells_since_fired.zero_()
         plan = SAETrainingPlan(self.module, lr=lr, code_inference=code_inference)
-        train_batches = ShuffledBatches(
-            emb, train_idx, batch_size, shuffle=True, drop_last=True, seed=seed
+        del order
+        train_batches = self._batches(
+            emb,
+            train_idx,
+            batch_size,
+            shuffle=True,
+            drop_last=True,
+            seed=seed,
+            out_of_core=out_of_core,
         )
         val_batches = (
-            ShuffledBatches(
-                emb, val_idx, min(len(val_idx), INFERENCE_BATCH), shuffle=False, drop_last=False
+            self._batches(
+                emb,
+                val_idx,
+                min(len(val_idx), INFERENCE_BATCH),
+                shuffle=False,
+                drop_last=False,
+                out_of_core=out_of_core,
             )
             if len(val_idx)
             else None
@@ -320,6 +361,8 @@ class SparseAutoencoder:
             "early_stopping": bool(early_stopping),
             "random_state": int(seed),
             "dead_after_cells": int(cfg.dead_after_cells),
+            "out_of_core": bool(out_of_core),
+            "kernel": self.module.kernel,
         }
         if code_inference is not None:
             self.train_params_["code_inference"] = code_inference.params()
@@ -330,8 +373,8 @@ class SparseAutoencoder:
         """Store the training mean and the scale giving unit mean squared norm; init ``b_dec``."""
         total = np.zeros(emb.n_dims)
         total_sq = 0.0
-        for start in range(0, len(train_idx), INFERENCE_BATCH):
-            block = emb.rows(train_idx[start : start + INFERENCE_BATCH]).astype(np.float64)
+        for rows in emb.iter_rows(train_idx, INFERENCE_BATCH):
+            block = rows.astype(np.float64)
             total += block.sum(0)
             total_sq += float(np.einsum("ij,ij->", block, block))
         n = len(train_idx)
@@ -342,24 +385,22 @@ class SparseAutoencoder:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
         self.module.initialize_decoder_bias(
-            self.module.normalize(torch.from_numpy(emb.rows(sample)))
+            self.module.normalize(torch.from_numpy(emb.take(sample)))
         )
 
     @torch.no_grad()
     def _calibrate(self, emb: Embedding, train_idx: np.ndarray, *, seed: int) -> None:
         """Let the architecture fix its inference state on a sample of training cells."""
+        if type(self.module.activation).calibrate is Architecture.calibrate:
+            return  # nothing to calibrate: skip reading the sample
         rng = np.random.default_rng([seed, 1])
         sample = np.sort(
             rng.choice(train_idx, size=min(len(train_idx), CALIBRATION_SAMPLE), replace=False)
         )
         pre = torch.cat(
             [
-                self.module.pre_activations(
-                    self.module.normalize(
-                        torch.from_numpy(emb.rows(sample[i : i + INFERENCE_BATCH]))
-                    )
-                )
-                for i in range(0, len(sample), INFERENCE_BATCH)
+                self.module.pre_activations(self.module.normalize(torch.from_numpy(rows)))
+                for rows in emb.iter_rows(sample, INFERENCE_BATCH)
             ]
         )
         self.module.activation.calibrate(pre)
@@ -402,8 +443,14 @@ class SparseAutoencoder:
             emb = self._embedding()
             seed = self.train_params_.get("random_state", self.random_state)
             batch_size = self.train_params_.get("batch_size", default_batch_size(emb.n_obs))
-            batches = ShuffledBatches(
-                emb, np.arange(emb.n_obs), batch_size, shuffle=True, drop_last=True, seed=seed
+            batches = self._batches(
+                emb,
+                np.arange(emb.n_obs),
+                batch_size,
+                shuffle=True,
+                drop_last=True,
+                seed=seed,
+                out_of_core=self.train_params_.get("out_of_core", emb.is_lazy),
             )
             module = self.module
             with torch.no_grad():
@@ -421,14 +468,21 @@ class SparseAutoencoder:
         reconstruction: bool,
         inference: str | Inference = "amortized",
     ) -> tuple[sparse.csr_matrix | None, np.ndarray | None, MetricAccumulator]:
-        """One pass over the cells: activations (CSR), reconstructions and metrics."""
+        """One pass over the cells: activations (CSR), reconstructions and metrics.
+
+        Reads the embedding by contiguous chunks and assembles the CSR matrix
+        incrementally (:class:`~scsae.models._scale.CSRBuilder`), so lazy
+        (on-disk) inputs are never materialised.
+        """
         strategy = self.get_inference(inference)
         emb = self._embedding(adata)
         emb.check_finite()
         module = self.module.eval()
         device = next(module.parameters()).device
         acc = MetricAccumulator(module.config.n_features)
-        blocks: list[sparse.csr_matrix] = []
+        cfg = module.config
+        capacity = emb.n_obs * cfg.k if module.activation.uses_k else 0
+        builder = CSRBuilder(cfg.n_features, capacity=capacity) if activations else None
         recon = np.empty((emb.n_obs, emb.n_dims), dtype=np.float32) if reconstruction else None
         for sl, rows in emb.chunks(batch_size):
             x = torch.from_numpy(rows).to(device)
@@ -436,11 +490,11 @@ class SparseAutoencoder:
             x_hat = module.denormalize(module.decode(acts))
             active = acts > 0
             acc.update(rows, x_hat.cpu().numpy(), active.sum(0).cpu().numpy(), int(active.sum()))
-            if activations:
-                blocks.append(sparse.csr_matrix((acts * module.input_scale).cpu().numpy()))
+            if builder is not None:
+                builder.append((acts * module.input_scale).cpu().numpy())
             if recon is not None:
                 recon[sl] = x_hat.cpu().numpy()
-        acts_csr = sparse.vstack(blocks, format="csr", dtype=np.float32) if activations else None
+        acts_csr = builder.to_csr() if builder is not None else None
         return acts_csr, recon, acc
 
     def get_feature_activations(

@@ -9,9 +9,12 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._architectures import get_architecture
+
+KERNELS = ("auto", "dense", "sparse")
 
 
 @dataclass
@@ -38,6 +41,13 @@ class SAEConfig:
     dead_after_cells
         A feature that did not fire in this many training cells counts as dead
         and is trained by the AuxK loss.
+    kernel
+        Training kernel of selection architectures (TopK, BatchTopK):
+        ``"dense"`` forms the cells x features activation matrix and multiplies
+        it by the decoder; ``"sparse"`` decodes from ``(indices, values)`` with
+        gathers (``embedding_bag``), so decoder and encoder gradients touch only
+        the selected features; ``"auto"`` (default) times both on the first
+        training batch and keeps the faster. Other architectures are always dense.
     """
 
     n_input: int
@@ -48,6 +58,7 @@ class SAEConfig:
     aux_k: int | None = None
     aux_coefficient: float = 1 / 32
     dead_after_cells: int = 100_000
+    kernel: str = "auto"
 
     def to_dict(self) -> dict:
         """Plain-dict form for saving."""
@@ -55,13 +66,22 @@ class SAEConfig:
 
 
 class SAEOutput(NamedTuple):
-    """What one forward pass returns."""
+    """What one forward pass returns.
 
-    activations: Tensor
+    The dense kernel fills ``activations`` (cells x features, mostly zeros).
+    The sparse kernel leaves it `None` and fills ``indices`` (flat feature
+    ids), ``values`` (their activations) and ``offsets`` (where each cell's
+    entries start), the layout of :func:`torch.nn.functional.embedding_bag`.
+    """
+
+    activations: Tensor | None
     reconstruction: Tensor
     fvu: Tensor
     aux_loss: Tensor
     sparsity_loss: Tensor
+    indices: Tensor | None = None
+    values: Tensor | None = None
+    offsets: Tensor | None = None
 
 
 class SAEModule(nn.Module):
@@ -84,6 +104,14 @@ class SAEModule(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(d))
         self.activation = get_architecture(config.architecture)(config)
+        if config.kernel not in KERNELS:
+            msg = f"kernel={config.kernel!r} is not one of {KERNELS}."
+            raise ValueError(msg)
+        if config.kernel == "sparse" and not self.activation.supports_sparse:
+            msg = f"kernel='sparse' needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
+            raise ValueError(msg)
+        #: kernel used in training: "auto" until the training plan has timed both
+        self.kernel = config.kernel if self.activation.supports_sparse else "dense"
         self.register_buffer("input_mean", torch.zeros(d))
         self.register_buffer("input_scale", torch.tensor(1.0))
         self.register_buffer("cells_since_fired", torch.zeros(n, dtype=torch.long))
@@ -116,7 +144,13 @@ class SAEModule(nn.Module):
         return acts @ self.W_dec + self.b_dec
 
     def forward(self, x: Tensor) -> SAEOutput:
-        """Encode and decode normalised inputs; return activations and losses."""
+        """Encode and decode normalised inputs; return activations and losses.
+
+        In training mode with ``kernel == "sparse"`` the sparse kernel runs
+        (same losses and gradients, see :class:`SAEConfig`); otherwise the dense one.
+        """
+        if self.training and self.kernel == "sparse":
+            return self._forward_sparse(x)
         pre = self.pre_activations(x)
         acts, sparsity_loss = self.activation(pre, self.decoder_norms())
         recon = self.decode(acts)
@@ -125,6 +159,62 @@ class SAEModule(nn.Module):
         fvu = residual.pow(2).sum() / total_variance
         aux_loss = self._auxk_loss(pre, residual) if self.training else pre.new_zeros(())
         return SAEOutput(acts, recon, fvu, aux_loss, sparsity_loss)
+
+    # --- sparse kernel ----------------------------------------------------------
+    def _selected(self, centred: Tensor, indices: Tensor, rows: Tensor | None) -> Tensor:
+        """Activations of the selected features, recomputed by gathers.
+
+        Gradients reach only the selected encoder rows (no dense backward).
+        """
+        w_enc = F.embedding(indices, self.W_enc)
+        if rows is None:  # cells x k
+            pre = torch.bmm(w_enc, centred.unsqueeze(-1)).squeeze(-1)
+        else:
+            pre = (centred[rows] * w_enc).sum(-1)
+        return torch.relu(pre + self.b_enc[indices]).to(self.W_dec.dtype)
+
+    def _forward_sparse(self, x: Tensor) -> SAEOutput:
+        centred = x - self.b_dec
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, centred, self.W_enc.T)
+            indices, rows = self.activation.select(pre)
+        values = self._selected(centred, indices, rows)
+        n_cells = x.shape[0]
+        if rows is None:
+            k = indices.shape[1]
+            recon = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
+            indices, values = indices.reshape(-1), values.reshape(-1)
+            offsets = torch.arange(n_cells, device=x.device) * k
+        else:
+            counts = torch.bincount(rows, minlength=n_cells)
+            offsets = torch.cumsum(counts, 0) - counts
+            recon = F.embedding_bag(
+                indices, self.W_dec, offsets, per_sample_weights=values, mode="sum"
+            )
+        recon = recon + self.b_dec
+        residual = x - recon
+        total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
+        fvu = residual.pow(2).sum() / total_variance
+        aux_loss = self._auxk_loss_sparse(pre, centred, residual)
+        zero = x.new_zeros(())
+        return SAEOutput(None, recon, fvu, aux_loss, zero, indices, values, offsets)
+
+    def _auxk_loss_sparse(self, pre: Tensor, centred: Tensor, residual: Tensor) -> Tensor:
+        """:meth:`_auxk_loss` with gathers: ``pre`` carries no gradient."""
+        dead = self.dead_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return pre.new_zeros(())
+        aux_k = min(self.config.aux_k or max(1, self.config.n_input // 2), n_dead)
+        with torch.no_grad():
+            masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
+            indices = masked.topk(aux_k, dim=-1, sorted=False).indices
+        values = self._selected(centred, indices, None)
+        residual_hat = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
+        target = residual.detach()
+        denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
+        weight = min(n_dead / aux_k, 1.0)
+        return weight * (residual_hat - target).pow(2).sum() / denom
 
     def _auxk_loss(self, pre: Tensor, residual: Tensor) -> Tensor:
         """Let the top dead features model what the live ones missed (Gao et al. 2024)."""
@@ -152,9 +242,24 @@ class SAEModule(nn.Module):
     @torch.no_grad()
     def update_firing(self, acts: Tensor) -> None:
         """Count training cells since each feature last fired."""
-        fired = (acts > 0).any(0)
-        self.cells_since_fired += acts.shape[0]
+        self.record_firing((acts > 0).any(0), acts.shape[0])
+
+    @torch.no_grad()
+    def record_firing(self, fired: Tensor, n_cells: int) -> None:
+        """Advance the dead counters by ``n_cells``; reset those of ``fired`` features."""
+        self.cells_since_fired += n_cells
         self.cells_since_fired[fired] = 0
+
+    @torch.no_grad()
+    def firing(self, out: SAEOutput) -> tuple[Tensor, Tensor]:
+        """``(fired, l0)`` of a forward pass: features active in any cell, active entries."""
+        if out.activations is not None:
+            active = out.activations > 0
+            return active.any(0), active.sum()
+        active = out.values > 0
+        fired = torch.zeros(self.config.n_features, dtype=torch.bool, device=active.device)
+        fired[out.indices[active]] = True
+        return fired, active.sum()
 
     # --- decoder constraints --------------------------------------------------
     @torch.no_grad()

@@ -1,15 +1,21 @@
 """The one Lightning training path for SAE modules.
 
 :class:`ShuffledBatches` streams minibatches straight from the stored matrix
-(no copy of the embedding), :class:`SAETrainingPlan` holds the loss, the
-decoder constraints, the dead-feature counters and the learning-rate
-schedule, and :func:`fit` runs Lightning's ``Trainer`` with quiet defaults.
+(no copy of the embedding; :class:`~scsae.models._scale.ChunkedShuffledBatches`
+does the same out of core), :class:`SAETrainingPlan` holds the loss, the
+decoder constraints, the dead-feature counters, the choice of kernel and the
+learning-rate schedule, and :func:`fit` runs Lightning's ``Trainer`` with
+quiet defaults. The same path runs on one device or several (``strategy="ddp"``):
+batch streams shard themselves per rank and epoch statistics and dead
+counters are reduced across ranks.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import time
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,6 +30,8 @@ from .._utils._embedding import Embedding
 from ._inference import Inference
 from ._inference._dictionary import sparse_coding_step
 from ._sae_module import SAEModule
+from ._scale import ShardBatches, broadcast_object, reduce_sum, world_size
+from ._scale._distributed import shard_bounds
 
 GRADIENT_CLIP = 1.0
 WARMUP_FRACTION = 0.05
@@ -47,6 +55,10 @@ class ShuffledBatches:
         Skip the last incomplete batch (keeps batch statistics comparable).
     seed
         Seed of the shuffling.
+
+    Under data-parallel training (:meth:`set_shard`) ``batch_size`` stays the
+    global batch: each rank yields its near-equal slice of every global batch,
+    so one step sees the same cells as on one device.
     """
 
     def __init__(
@@ -66,6 +78,14 @@ class ShuffledBatches:
         self.drop_last = drop_last and len(self.indices) > batch_size
         self.seed = seed
         self.epoch = 0
+        self.rank, self.world_size = 0, 1
+
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Yield only ``rank``'s part of each batch (of ``world_size`` ranks)."""
+        if world_size > self.batch_size:
+            msg = f"batch_size={self.batch_size} is smaller than the {world_size} ranks."
+            raise ValueError(msg)
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         n = len(self.indices)
@@ -78,9 +98,14 @@ class ShuffledBatches:
             order = order[rng.permutation(len(order))]
         self.epoch += 1
         for b in range(len(self)):
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.world_size > 1:
+                start, stop = shard_bounds(len(batch), self.rank, self.world_size)
+                batch = batch[start:stop]
+                if not len(batch):
+                    continue
             # sorted rows read faster from memory and from disk
-            rows = np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
-            yield torch.from_numpy(self.embedding.rows(rows))
+            yield torch.from_numpy(self.embedding.rows(np.sort(batch)))
 
 
 def lr_lambda(total_steps: int) -> Any:
@@ -96,6 +121,35 @@ def lr_lambda(total_steps: int) -> Any:
         return 1.0
 
     return factor
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type != "cpu" and hasattr(torch, "accelerator"):
+        torch.accelerator.synchronize(device)
+
+
+def time_kernels(module: SAEModule, x: torch.Tensor, *, repeats: int = 3) -> dict[str, float]:
+    """Seconds per training step (forward + backward) of the dense and sparse kernels.
+
+    Runs on a copy of ``module`` (no state changes), alternating the kernels
+    and keeping each one's fastest step, so that load from other processes
+    biases neither.
+    """
+    probe = copy.deepcopy(module).train()
+    x = probe.normalize(x)
+    best = {"dense": math.inf, "sparse": math.inf}
+    for i in range(repeats + 1):
+        for kernel in best:
+            probe.kernel = kernel
+            _synchronize(x.device)
+            start = time.perf_counter()
+            out = probe(x)
+            (out.fvu + out.aux_loss).backward()
+            _synchronize(x.device)
+            if i:  # the first round warms up
+                best[kernel] = min(best[kernel], time.perf_counter() - start)
+            probe.zero_grad(set_to_none=True)
+    return best
 
 
 class SAETrainingPlan(pl.LightningModule):
@@ -124,6 +178,14 @@ class SAETrainingPlan(pl.LightningModule):
         self.unit_norm_decoder = module.activation.unit_norm_decoder
         self._sums: dict[str, torch.Tensor] = {}
         self.history: dict[str, list[float]] = defaultdict(list)
+        #: seconds per step of each kernel when ``kernel="auto"`` timed them
+        self.kernel_timings: dict[str, float] = {}
+
+    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
+        if self.module.kernel == "auto" and self.code_inference is None:
+            timings = broadcast_object(self, time_kernels(self.module, batch))
+            self.kernel_timings = timings
+            self.module.kernel = min(timings, key=timings.get)
 
     def _step(self, batch: torch.Tensor, prefix: str) -> torch.Tensor:
         if self.code_inference is not None:
@@ -133,12 +195,16 @@ class SAETrainingPlan(pl.LightningModule):
         else:
             out = self.module(self.module.normalize(batch))
             loss = out.fvu + self.module.config.aux_coefficient * out.aux_loss + out.sparsity_loss
-        if prefix == "train":
-            self.module.update_firing(out.activations)
-        # sums per epoch, logged once at its end: per-step logging costs more than the step
         n = batch.shape[0]
         with torch.no_grad():
-            l0 = (out.activations > 0).sum()
+            fired, l0 = self.module.firing(out)
+            if prefix == "train":
+                n_cells = n
+                if world_size(self) > 1:  # dead counters see every rank's cells
+                    fired = reduce_sum(self, fired.int()) > 0
+                    n_cells = int(reduce_sum(self, fired.new_tensor(n, dtype=torch.long)))
+                self.module.record_firing(fired, n_cells)
+            # sums per epoch, logged once at its end: per-step logging costs more than the step
             stats = torch.stack(
                 [loss.detach() * n, out.fvu.detach() * n, l0.to(loss.dtype), loss.new_tensor(n)]
             )
@@ -147,11 +213,15 @@ class SAETrainingPlan(pl.LightningModule):
 
     def _log_epoch(self, prefix: str) -> None:
         stats = self._sums.pop(prefix, None)
-        if stats is None:
+        if world_size(self) > 1:  # every rank takes part, even one without batches
+            local = stats if stats is not None else torch.zeros(4, device=self.device)
+            stats = reduce_sum(self, local)
+        if stats is None or not stats[3]:
             return
         loss, fvu, l0, _n = (stats / stats[3]).unbind()
         values = {f"{prefix}_loss": loss, f"{prefix}_fvu": fvu, f"{prefix}_l0": l0}
-        self.log_dict(values, prog_bar=True, sync_dist=True)
+        # already summed over ranks: the logged values are global
+        self.log_dict(values, prog_bar=True)
         for key, value in values.items():
             self.history[key].append(float(value))
 
@@ -225,9 +295,10 @@ def fit(
     """Train with Lightning and return the per-epoch history (lists of floats).
 
     Extra keyword arguments go to :class:`lightning.pytorch.Trainer`
-    (e.g. ``strategy``, ``precision``).
+    (e.g. ``strategy="ddp"`` with ``devices=2``, ``precision="bf16-mixed"``).
+    Under DDP every rank runs this function and returns the same history.
     """
-    callbacks: list[pl.Callback] = []
+    callbacks: list[pl.Callback] = [ShardBatches(train_batches, validation_batches)]
     if early_stopping:
         if validation_batches is None:
             msg = "early_stopping needs a validation split; pass train_size < 1."
