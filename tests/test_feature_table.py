@@ -93,6 +93,9 @@ def test_feature_table_labels_and_export(labelled, tmp_path):
         "best_obs",
         "best_category",
         "auroc",
+        "low_obs",
+        "low_category",
+        "low_auroc",
         "label",
     }
     assert expected <= set(table.columns)
@@ -105,6 +108,9 @@ def test_feature_table_labels_and_export(labelled, tmp_path):
     assert table.loc["1", "best_obs"] == "batch"
     assert table.loc["1", "label"].startswith("batch: b2")  # a batch artefact shows as such
     assert table.loc["2", "label"] == "dead"
+    # the cell-type marker is most depleted in another type (AUROC 1/3 vs all others)
+    assert table.loc["0", "low_category"] in {"B", "C"}
+    assert table.loc["0", "low_auroc"] == pytest.approx(0.25)
     assert table.loc["2", "n_cells"] == 0
     path = tmp_path / "features.csv"
     table.to_csv(path)

@@ -85,7 +85,10 @@ def feature_table(
     ``top_pathway``, ``pathway_score``, ``pathway_padj``
         Highest scoring source of :func:`~scsae.tl.link_pathways`.
     ``best_obs``, ``best_category``, ``auroc``
-        The ``obs`` column and category the feature marks best.
+        The ``obs`` column and category the feature marks best (highest AUROC).
+    ``low_obs``, ``low_category``, ``low_auroc``
+        The category where the feature is most depleted (lowest AUROC), e.g. the
+        knockouts that switch a pathway's feature off in a perturbation screen.
     ``label``
         Short automatic label: ``"dead"``, or the best category (when AUROC >=
         ``min_auroc``), the top 3 genes and the top pathway (when significant and
@@ -137,18 +140,33 @@ def feature_table(
         best_auc = np.full(n_feat, -np.inf)
         best_obs = np.full(n_feat, "", dtype=object)
         best_cat = np.full(n_feat, "", dtype=object)
+        low_auc = np.full(n_feat, np.inf)
+        low_obs = np.full(n_feat, "", dtype=object)
+        low_cat = np.full(n_feat, "", dtype=object)
+        rows = np.arange(n_feat)
         for col in adata.uns[enrichment_key]["params"]["groupby"]:
             auc = enrichment_frames(adata, str(col), key=enrichment_key)["auroc"]
+            cats = auc.columns.to_numpy()
             values = auc.fillna(-np.inf).to_numpy()
             j = values.argmax(axis=1)
-            v = values[np.arange(n_feat), j]
+            v = values[rows, j]
             better = v > best_auc
-            best_auc[better] = v[better]
-            best_obs[better] = str(col)
-            best_cat[better] = auc.columns.to_numpy()[j][better]
+            best_auc[better], best_obs[better], best_cat[better] = (
+                v[better],
+                str(col),
+                cats[j][better],
+            )
+            values = auc.fillna(np.inf).to_numpy()
+            j = values.argmin(axis=1)
+            v = values[rows, j]
+            lower = v < low_auc
+            low_auc[lower], low_obs[lower], low_cat[lower] = v[lower], str(col), cats[j][lower]
         table["best_obs"] = best_obs
         table["best_category"] = best_cat
         table["auroc"] = np.where(np.isfinite(best_auc), best_auc, np.nan)
+        table["low_obs"] = low_obs
+        table["low_category"] = low_cat
+        table["low_auroc"] = np.where(np.isfinite(low_auc), low_auc, np.nan)
 
     single_obs = "best_obs" in table and table["best_obs"].replace("", np.nan).nunique() <= 1
     labels = []
