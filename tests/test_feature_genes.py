@@ -179,9 +179,9 @@ def test_counts_warning(sim, monkeypatch):
     assert any("raw counts" in m for m in messages)
 
 
-def test_mudata_per_modality():
+def test_mudata_per_modality(tmp_path):
     mudata = pytest.importorskip("mudata")
-    rna, _ = programmes(seed=1)
+    rna, sets = programmes(seed=1)
     rng = np.random.default_rng(0)
     prot = ad.AnnData(rng.normal(size=(rna.n_obs, 5)), obs=pd.DataFrame(index=rna.obs_names))
     prot.var_names = [f"P{i}" for i in range(5)]
@@ -200,6 +200,17 @@ def test_mudata_per_modality():
         scsae.tl.feature_genes(mdata)
     with pytest.raises(KeyError, match="available"):
         scsae.tl.feature_genes(mdata, mod="atac")
+    # the rest of the chain on the MuData, and an h5mu round trip
+    scsae.tl.link_pathways(mdata, sets, mod="rna", tmin=3)
+    mdata.obs["group"] = pd.Categorical(np.where(acts.toarray()[:, 0] > 0, "on", "off"))
+    scsae.tl.feature_enrichment(mdata, "group")
+    table = scsae.tl.feature_table(mdata, mod="rna")
+    assert table.loc["0", "top_pathway"] == "PROG0"
+    assert table.loc["0", "best_category"] == "on"
+    mdata.write(tmp_path / "m.h5mu")
+    back = mudata.read_h5mu(tmp_path / "m.h5mu")
+    pd.testing.assert_frame_equal(scsae.tl.feature_table(back, mod="rna"), table)
+    np.testing.assert_array_equal(back.mod["prot"].varm["X_sae_genes"], prot_scores)
 
 
 @pytest.mark.skipif(not MUON.exists(), reason=f"shared test data not found at {SHARED}")
