@@ -3,19 +3,19 @@
 from ._architectures import ARCHITECTURES, Architecture
 from ._inference import INFERENCE, Inference
 from ._sae_model import SparseAutoencoder
+from ._sae_module import SAEConfig, SAEModule, SAEOutput
 from ._samsvae_model import SAMSVAE
 from ._samsvae_module import SAMSVAEModule
-from ._sae_module import SAEConfig, SAEModule, SAEOutput
 
 __all__ = [
     "ARCHITECTURES",
     "INFERENCE",
+    "SAMSVAE",
     "Architecture",
     "Inference",
-    "SAMSVAE",
-    "SAMSVAEModule",
     "SAEConfig",
     "SAEModule",
     "SAEOutput",
+    "SAMSVAEModule",
     "SparseAutoencoder",
 ]
