@@ -95,7 +95,10 @@ class ChunkedShuffledBatches:
         prefetch: int = 2,
     ) -> None:
         self.embedding = embedding
-        self.indices = np.sort(np.asarray(indices, dtype=np.int64))
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) > 1 and not (indices[1:] >= indices[:-1]).all():
+            indices = np.sort(indices)
+        self.indices = indices
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last and len(self.indices) > batch_size

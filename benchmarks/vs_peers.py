@@ -1,0 +1,300 @@
+"""scsae vs EleutherAI ``sparsify`` vs SAELens: TopK SAEs trained side by side.
+
+Usage::
+
+    pip install "scsae[bench]"   # eai-sparsify, sae-lens
+    python benchmarks/vs_peers.py [--n-obs 50000] [--epochs 20] [--threads 2]
+
+Every tool trains a TopK SAE with the same width, k, learning rate, batch
+size and number of epochs, on the same in-memory float32 tensor, each with
+its own training step (scsae: ``SparseAutoencoder.train``, i.e. its Lightning
+path; sparsify: ``SparseCoder.forward`` with its FVU + AuxK losses, decoder
+gradient projection and unit-norm decoder, as its ``Trainer`` does; SAELens:
+``TopKTrainingSAE.training_forward_pass``). For the peers the loop around
+the step is written here: Adam, the same warm-up/decay schedule as scsae,
+reshuffled minibatches, dead counters over ``n_obs`` cells as scsae. Inputs
+are centred and scaled to unit mean squared norm for the peers (scsae does
+this itself), so FVU is comparable. Each run is a fresh process, so peak
+memory is per tool. A peer that is not installed is skipped with the reason.
+
+Data: ``scsae.datasets.simulate_superposition`` (with its true dictionary,
+for the dictionary MCC: mean |cos| of true directions to their Hungarian-
+matched decoder rows) and ``pbmc68k_reduced`` ``X_pca`` upsampled by
+resampling cells with small Gaussian jitter (no truth, MCC not defined).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOOLS = ("scsae", "sparsify", "saelens")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dictionary_mcc(true: np.ndarray, learned: np.ndarray) -> float:
+    from scipy.optimize import linear_sum_assignment
+
+    t = true / np.linalg.norm(true, axis=1, keepdims=True)
+    d = learned / np.maximum(np.linalg.norm(learned, axis=1, keepdims=True), 1e-12)
+    cos = np.abs(t @ d.T)
+    rows, cols = linear_sum_assignment(-cos)
+    return float(cos[rows, cols].sum() / len(t))
+
+
+def _schedule(total: int):
+    from scsae.models._training import lr_lambda
+
+    return lr_lambda(total)
+
+
+def _peer_loop(step, params, x, args, n_features, encode):
+    """Adam + scsae's schedule around a peer's training ``step(batch, dead_mask) -> fired``."""
+    import torch
+
+    opt = torch.optim.Adam(params, lr=args.lr)
+    n = x.shape[0]
+    steps_per_epoch = n // args.batch_size
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps_per_epoch * args.epochs))
+    since_fired = torch.zeros(n_features, dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(args.epochs):
+        order = torch.randperm(n, generator=gen)
+        for b in range(steps_per_epoch):
+            batch = x[order[b * args.batch_size : (b + 1) * args.batch_size]]
+            fired = step(batch, since_fired >= min(n, 1_000_000), opt)
+            sched.step()
+            since_fired += batch.shape[0]
+            since_fired[fired] = 0
+    return steps_per_epoch * args.batch_size * args.epochs
+
+
+def _evaluate(x, encode_decode, n_features):
+    import torch
+
+    sq, active = 0.0, torch.zeros(n_features, dtype=torch.bool)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], 8192):
+            xb = x[start : start + 8192]
+            recon, fired = encode_decode(xb)
+            sq += float((xb - recon).pow(2).sum())
+            active |= fired
+    total = float((x - x.mean(0)).pow(2).sum())
+    return sq / total, float(1 - active.float().mean())
+
+
+def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue) -> None:
+    """Train one tool in this (fresh) process; put a result row or a skip reason."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    data = np.load(data_file)
+    raw = data["x"].astype(np.float32)
+    x = torch.from_numpy((raw - raw.mean(0)) / np.sqrt(((raw - raw.mean(0)) ** 2).sum(1).mean()))
+    n_features, k, d = args.n_features, args.k, raw.shape[1]
+    try:
+        if tool == "scsae":
+            from anndata import AnnData
+
+            import scsae
+
+            adata = AnnData(obsm={"X_emb": raw})
+            scsae.SAE.setup_anndata(adata, use_rep="X_emb")
+            model = scsae.SAE(adata, n_features=n_features, k=k)
+            base = peak_rss_mib()
+            start = time.perf_counter()
+            model.train(
+                max_epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                train_size=1.0,
+                enable_progress_bar=False,
+                accelerator="cpu",
+            )
+            seconds = time.perf_counter() - start
+            cells = (raw.shape[0] // args.batch_size) * args.batch_size * args.epochs
+            m = model.get_metrics()
+            fvu, dead, decoder = m["fvu"], m["dead_fraction"], model.decoder
+            note = f"kernel={model.train_params_['kernel']}"
+        elif tool == "sparsify":
+            try:
+                from sparsify import SparseCoder, SparseCoderConfig
+            except ImportError as error:
+                out.put(
+                    (tool, f"skipped: cannot import sparsify ({error}); pip install eai-sparsify")
+                )
+                return
+            sae = SparseCoder(d, SparseCoderConfig(num_latents=n_features, k=k), device="cpu")
+
+            def step(batch, dead, opt):
+                sae.set_decoder_norm_to_unit_norm()
+                o = sae(batch, dead_mask=dead)
+                (o.fvu + (1 / 32) * o.auxk_loss).backward()
+                sae.remove_gradient_parallel_to_decoder_directions()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                fired = torch.zeros(n_features, dtype=torch.bool)
+                fired[o.latent_indices.flatten()] = True
+                return fired
+
+            def encode_decode(xb):
+                acts, idx, _ = sae.encode(xb)
+                fired = torch.zeros(n_features, dtype=torch.bool)
+                fired[idx[acts > 0]] = True
+                return sae.decode(acts, idx), fired
+
+            base = peak_rss_mib()
+            start = time.perf_counter()
+            cells = _peer_loop(step, sae.parameters(), x, args, n_features, encode_decode)
+            seconds = time.perf_counter() - start
+            sae.set_decoder_norm_to_unit_norm()
+            fvu, dead = _evaluate(x, encode_decode, n_features)
+            decoder = sae.W_dec.detach().numpy()
+            note = "SparseCoder (fused_encoder + decoder_impl)"
+        else:
+            try:
+                from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+                from sae_lens.saes.sae import TrainStepInput
+            except ImportError as error:
+                out.put((tool, f"skipped: cannot import sae_lens ({error}); pip install sae-lens"))
+                return
+            cfg = TopKTrainingSAEConfig(
+                d_in=d, d_sae=n_features, k=k, dtype="float32", device="cpu"
+            )
+            sae = TopKTrainingSAE(cfg)
+            n_steps = [0]
+
+            def step(batch, dead, opt):
+                o = sae.training_forward_pass(
+                    TrainStepInput(
+                        sae_in=batch,
+                        coefficients={},
+                        dead_neuron_mask=dead,
+                        n_training_steps=n_steps[0],
+                        is_logging_step=False,
+                    )
+                )
+                o.loss.backward()
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                n_steps[0] += 1
+                return (o.feature_acts > 0).any(0)
+
+            def encode_decode(xb):
+                acts = sae.encode(xb)
+                return sae.decode(acts), (acts > 0).any(0)
+
+            base = peak_rss_mib()
+            start = time.perf_counter()
+            cells = _peer_loop(step, sae.parameters(), x, args, n_features, encode_decode)
+            seconds = time.perf_counter() - start
+            fvu, dead = _evaluate(x, encode_decode, n_features)
+            decoder = sae.W_dec.detach().numpy()
+            note = "TopKTrainingSAE"
+    except Exception as error:  # noqa: BLE001 - a peer failing is reported, not fatal
+        out.put((tool, f"failed: {type(error).__name__}: {error}"))
+        return
+    mcc = dictionary_mcc(data["true"], decoder) if "true" in data.files else float("nan")
+    out.put(
+        (
+            tool,
+            {
+                "cells/s": cells / seconds,
+                "peak MiB": peak_rss_mib(),
+                "train MiB": peak_rss_mib() - base,
+                "FVU": fvu,
+                "dead": dead,
+                "MCC": mcc,
+                "note": note,
+            },
+        )
+    )
+
+
+def make_data(kind: str, n_obs: int, path: Path) -> str:
+    if kind == "simulated":
+        import scsae
+
+        adata = scsae.datasets.simulate_superposition(n_obs, 64, 256, n_active=8, random_state=0)
+        np.savez(path, x=adata.obsm["X_emb"], true=adata.uns["simulation"]["true_dictionary"])
+        return "simulate_superposition(64 dims, 256 true directions, 8 active)"
+    import scanpy as sc
+
+    pcs = sc.datasets.pbmc68k_reduced().obsm["X_pca"].astype(np.float32)
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(pcs), n_obs)
+    x = pcs[pick] + 0.05 * pcs.std(0) * rng.standard_normal((n_obs, pcs.shape[1])).astype(
+        np.float32
+    )
+    np.savez(path, x=x)
+    return f"pbmc68k_reduced X_pca ({pcs.shape[0]} cells x {pcs.shape[1]}) upsampled"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-obs", type=int, default=50_000)
+    parser.add_argument("--n-features", type=int, default=1024)
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=2.4e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    parser.add_argument("--datasets", nargs="+", default=["simulated", "pbmc68k"])
+    args = parser.parse_args()
+    ctx = mp.get_context("spawn")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"{args.threads} torch threads per run; width {args.n_features}, k={args.k}, "
+        f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs of {args.n_obs:,} cells"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.datasets:
+            path = Path(tmp) / f"{kind}.npz"
+            label = make_data(kind, args.n_obs, path)
+            rows = {}
+            for tool in args.tools:
+                queue = ctx.Queue()
+                proc = ctx.Process(target=run_tool, args=(tool, str(path), args, queue))
+                proc.start()
+                proc.join()
+                rows[tool] = (
+                    queue.get()[1] if not queue.empty() else f"crashed (exit {proc.exitcode})"
+                )
+            print(f"\n{kind}: {label}")
+            header = f"{'tool':9s} {'cells/s':>9s} {'x scsae':>7s} {'peak MiB':>8s} {'train MiB':>9s} {'FVU':>6s} {'x scsae':>7s} {'dead':>6s} {'MCC':>6s} {'x scsae':>7s}  note"
+            print(header)
+            ref = rows.get("scsae") if isinstance(rows.get("scsae"), dict) else None
+            for tool, r in rows.items():
+                if not isinstance(r, dict):
+                    print(f"{tool:9s} {r}")
+                    continue
+
+                def ratio(key, r=r, ref=ref):
+                    return r[key] / ref[key] if ref and ref[key] else float("nan")
+
+                print(
+                    f"{tool:9s} {r['cells/s']:9,.0f} {ratio('cells/s'):7.2f} {r['peak MiB']:8,.0f} "
+                    f"{r['train MiB']:9,.0f} {r['FVU']:6.3f} {ratio('FVU'):7.2f} {r['dead']:6.3f} "
+                    f"{r['MCC']:6.3f} {ratio('MCC'):7.2f}  {r['note']}"
+                )
+
+
+if __name__ == "__main__":
+    main()
