@@ -65,11 +65,13 @@ def model(comparison):
 
 
 # --- quality on the simulation ------------------------------------------------------
-# Known gap (see docs/samsvae.md): with the training budget a test can afford, the latent
-# basis of the model is a rotation of the simulated one, so masks come out dense (AUROC
-# ~0.4-0.8 after matching dimensions) and the no-mask model scores a slightly better
-# held-out IWELBO. These two claims of the issue are therefore recorded as expected
-# failures (non-strict) instead of being weakened; the CVAE comparison is enforced.
+# Known gap (see docs/samsvae.md): in the short runs a test can afford, the model's latent
+# basis is partly a rotation of the simulated one, so masks stay partly dense (AUROC 0.85
+# after matching dimensions with this seed, below the issue's 0.9), and SAMS-VAE's lead over
+# the no-mask model on held-out combinations is small and seed-dependent (+0.6 nats/cell
+# here; the no-mask model won by 2.5 nats with another initialisation). These two claims are
+# recorded as non-strict expected failures instead of being weakened; the CVAE comparison
+# (a 6-nat margin) is enforced.
 SPARSITY_GAP = "SAMS-VAE masks do not yet align with the simulated latent axes in a short run"
 
 
@@ -127,15 +129,17 @@ def test_predict_unseen_combination(model):
     assert ate.shape == (80,)
 
 
-def test_predicted_combination_matches_truth(model, split, sim):
-    # the held-out combination's predicted ATE tracks the observed one
-    _ = split
+def test_predicted_combination_matches_truth(comparison, sim):
+    # ATE of never-seen combinations: SAMS-VAE composes the single effects, the CVAE cannot
     full = sim[sim.obs["target"].isin(["non-targeting", *HELD_OUT])].copy()
-    ev = scsae.tl.evaluate_ate(model, full, n_cells=500)
-    assert list(ev.index) == HELD_OUT
-    # never-seen combinations, 60 short epochs: measured 0.71/0.58 (all genes), 0.85/0.70 (top 20)
-    assert (ev["pearson_all"] > 0.5).all(), ev
-    assert (ev["pearson_top"] > 0.6).all(), ev
+    scores = {
+        name: scsae.tl.evaluate_ate(comparison[1][name], full, n_cells=500)
+        for name in ("samsvae", "cvae")
+    }
+    assert list(scores["samsvae"].index) == HELD_OUT
+    mean = {name: ev[["pearson_all", "pearson_top"]].mean() for name, ev in scores.items()}
+    assert mean["samsvae"]["pearson_top"] > 0.6, scores["samsvae"]
+    assert (mean["samsvae"] > mean["cvae"] + 0.2).all(), mean
 
 
 def test_unknown_perturbation_errors(model):

@@ -74,6 +74,11 @@ class SAMSVAE(BaseModelClass):
         Give the basal encoder the sampled perturbation offset.
     dropout_rate
         Dropout in encoder and decoder.
+    mask_init
+        Initial mask logit; `None` starts at the prior, ``logit(mask_prior)``, so the
+        latent space organises itself around few dimensions per perturbation.
+    random_state
+        Seed of the weight initialisation (the global torch RNG is left untouched).
 
     Examples
     --------
@@ -102,31 +107,42 @@ class SAMSVAE(BaseModelClass):
         n_particles: int = 5,
         encode_offset: bool = True,
         dropout_rate: float = 0.0,
+        mask_init: float | None = None,
+        random_state: int = 0,
     ) -> None:
         super().__init__(adata)
         self.perturbations_ = [str(p) for p in self._registered_perturbations()]
         n_batch = int(self.summary_stats.get("n_batch", 1))
-        self.module = SAMSVAEModule(
-            n_input=self.summary_stats.n_vars,
-            n_perturbations=len(self.perturbations_),
-            n_batch=n_batch,
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            n_layers=n_layers,
-            variant=variant,
-            guide=guide,
-            mask_prior=mask_prior,
-            temperature=temperature,
-            n_particles=n_particles,
-            encode_offset=encode_offset,
-            dropout_rate=dropout_rate,
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_state)
+            self.module = self._build_module(
+                n_batch=n_batch,
+                n_latent=n_latent,
+                n_hidden=n_hidden,
+                n_layers=n_layers,
+                variant=variant,
+                guide=guide,
+                mask_prior=mask_prior,
+                temperature=temperature,
+                n_particles=n_particles,
+                encode_offset=encode_offset,
+                dropout_rate=dropout_rate,
+                mask_init=mask_init,
+            )
         self._model_summary_string = (
             f"SAMSVAE(variant={variant!r}, guide={guide!r}, n_latent={n_latent}, "
             f"{len(self.perturbations_)} perturbations, {self.summary_stats.n_vars} genes)"
         )
         self.train_params_: dict[str, Any] = {}
         self.init_params_ = self._get_init_params(locals())
+
+    def _build_module(self, *, n_batch: int, **kwargs: Any) -> SAMSVAEModule:
+        return SAMSVAEModule(
+            n_input=self.summary_stats.n_vars,
+            n_perturbations=len(self.perturbations_),
+            n_batch=n_batch,
+            **kwargs,
+        )
 
     # --- setup ---------------------------------------------------------------------
     @classmethod

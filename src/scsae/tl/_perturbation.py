@@ -308,7 +308,7 @@ def compare_perturbation_models(
     rows, models = {}, {}
     for name in variants:
         variant, _, guide = name.partition(":")
-        kwargs = {**model_kwargs, "variant": variant}
+        kwargs = {"random_state": random_state, **model_kwargs, "variant": variant}
         if guide:
             kwargs["guide"] = guide
         train = adata_train.copy()
