@@ -211,7 +211,8 @@ def papalexi2021(path: str | Path | None = None) -> AnnData:
         Local ``.h5ad`` copy to read. `None` reads
         ``scanpy.settings.datasetdir / 'papalexi2021_sceptredata.h5ad'`` and, when it
         is missing, downloads the R data file from sceptredata with :mod:`pooch`
-        and converts it (needs the ``pyreadr`` package).
+        and converts it with R through ``rpy2`` (needs R and its Matrix package),
+        then caches the ``.h5ad`` there.
 
     Returns
     -------
@@ -234,33 +235,58 @@ def papalexi2021(path: str | Path | None = None) -> AnnData:
     return adata
 
 
-def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs internet
-    """Download sceptredata's ``lowmoi_example_data.rda`` and convert it to AnnData."""
+def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs internet and R
+    """Download sceptredata's ``lowmoi_example_data.rda`` and convert it with R (rpy2).
+
+    The file is an R list of sparse (``dgCMatrix``) gene x cell and gRNA x cell
+    matrices, the gRNA target table and the replicate of each cell; Python
+    readers of ``.rda`` files cannot read sparse S4 matrices, so R does the unpacking.
+    Each cell is assigned the gRNA with the most UMIs (the screen is low MOI).
+    """
     try:
         import pooch
-        import pyreadr
+        import rpy2.robjects as ro
     except ImportError as err:
         msg = (
-            "Downloading the Papalexi data needs `pooch` and `pyreadr` (pip install pooch pyreadr)."
+            "Downloading the Papalexi data needs `pooch` and `rpy2` with R and its Matrix package. "
+            "Alternatively convert sceptredata's lowmoi_example_data to .h5ad yourself and call "
+            "scsae.datasets.papalexi2021(path=...)."
         )
         raise ImportError(msg) from err
     start = logg.info(f"downloading {PAPALEXI_URL}")
     file = pooch.retrieve(
         PAPALEXI_URL, known_hash=None, path=folder, fname="lowmoi_example_data.rda"
     )
-    data = pyreadr.read_r(file)
-    # the list holds the response (gene x cell) matrix, the gRNA matrix, the gRNA target table
-    # and the cell covariates; pyreadr exposes data frames only, so a dense gene x cell table
-    frames = dict(data.items())
-    if "response_matrix" not in frames:
-        msg = (
-            f"Unexpected content of {file}: {list(frames)}. Convert it in R with sceptredata and "
-            "write an h5ad, then call papalexi2021(path=...)."
+    ro.r["load"](file)
+    ro.r(
+        "suppressMessages(library(Matrix)); d <- lowmoi_example_data; "
+        "x <- as.matrix(d$response_matrix); g <- as.matrix(d$grna_matrix)"
+    )
+    counts = np.asarray(ro.r("x"), dtype=np.float32).T
+    grna = np.asarray(ro.r("g"), dtype=np.float32).T
+    genes = np.asarray(ro.r("rownames(x)"), dtype=str)
+    cells = np.asarray(ro.r("colnames(x)"), dtype=str)
+    grna_names = np.asarray(ro.r("rownames(g)"), dtype=str)
+    target_of = dict(
+        zip(
+            np.asarray(ro.r("as.character(d$grna_target_data_frame$grna_id)"), dtype=str),
+            np.asarray(ro.r("as.character(d$grna_target_data_frame$grna_target)"), dtype=str),
+            strict=True,
         )
-        raise ValueError(msg)
-    response = frames["response_matrix"]
-    adata = AnnData(X=sparse.csr_matrix(response.to_numpy().T.astype(np.float32)))
-    adata.var_names = response.index.astype(str)
-    adata.obs_names = response.columns.astype(str)
+    )
+    rep = np.asarray(ro.r("as.character(d$extra_covariates$bio_rep)"), dtype=str)
+    best = grna.argmax(1)
+    obs = pd.DataFrame(
+        {
+            "bio_rep": pd.Categorical(rep),
+            "grna": grna_names[best],
+            "grna_umis": grna[np.arange(len(best)), best],
+            "target": pd.Categorical([target_of.get(g, g) for g in grna_names[best]]),
+        },
+        index=cells,
+    )
+    adata = AnnData(X=sparse.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes))
+    adata.obsm["grna_counts"] = sparse.csr_matrix(grna)
+    adata.uns["grna_names"] = grna_names
     logg.info("    finished", time=start)
     return adata
