@@ -8,8 +8,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 from . import datasets, models, pl, pp, tl
-from .models import SparseAutoencoder
-from .models import SAMSVAE
+from .models import SAMSVAE, SparseAutoencoder
 
 SAE = SparseAutoencoder
 
