@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -62,10 +63,22 @@ random_state
 
 
 def doc_params(**kwds: str) -> Callable[[F], F]:
-    """Substitute shared parameter text into a docstring's ``{placeholders}``."""
+    """Substitute shared parameter text into a docstring's ``{placeholders}``.
+
+    Continuation lines are indented like the placeholder, so the text reads as
+    part of the docstring's Parameters section.
+    """
 
     def decorator(obj: F) -> F:
-        obj.__doc__ = obj.__doc__.format(**kwds) if obj.__doc__ else obj.__doc__
+        doc = obj.__doc__
+        if not doc:
+            return obj
+        indented = {}
+        for key, text in kwds.items():
+            match = re.search(rf"^([ \t]*)\{{{key}\}}", doc, flags=re.MULTILINE)
+            indent = match.group(1) if match else ""
+            indented[key] = text.replace("\n", "\n" + indent)
+        obj.__doc__ = doc.format(**indented)
         return obj
 
     return decorator

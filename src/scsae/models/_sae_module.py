@@ -110,7 +110,7 @@ class SAEModule(nn.Module):
         if config.kernel == "sparse" and not self.activation.supports_sparse:
             msg = f"kernel='sparse' needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
             raise ValueError(msg)
-        #: kernel used in training: "auto" until the training plan has timed both
+        # kernel used in training: "auto" until the training plan has timed both
         self.kernel = config.kernel if self.activation.supports_sparse else "dense"
         self.register_buffer("input_mean", torch.zeros(d))
         self.register_buffer("input_scale", torch.tensor(1.0))

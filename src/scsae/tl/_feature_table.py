@@ -92,7 +92,7 @@ def feature_table(
     ``label``
         Short automatic label: ``"dead"``, or the best category (when AUROC >=
         ``min_auroc``), the top 3 genes and the top pathway (when significant and
-        positive), joined by `` | ``.
+        positive), joined by ``" | "``.
 
     Examples
     --------
