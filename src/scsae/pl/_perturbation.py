@@ -30,7 +30,7 @@ def mask_heatmap(
     masks
         DataFrame from :meth:`SAMSVAE.get_mask_probabilities
         <scsae.models.SAMSVAE.get_mask_probabilities>`, or a trained SAMS-VAE
-        (its :meth:`get_mask_probabilities` is called).
+        (its :meth:`~scsae.models.SAMSVAE.get_mask_probabilities` is called).
     perturbations
         Rows to show, in this order; `None`: all.
     cmap
