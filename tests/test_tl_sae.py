@@ -150,3 +150,14 @@ def _with_1d(adata):
     holder.uns = {}
     holder.varm = {}
     return holder
+
+
+def test_dictionary_learned_by_sparse_coding(adata):
+    scsae.tl.sae(adata, use_rep="X_emb", code_inference="omp", inference="omp", **FAST)
+    params = adata.uns["X_sae"]["params"]
+    assert params["code_inference"]["inference"] == "omp"
+    assert params["inference"] == "omp"
+    assert adata.uns["X_sae"]["metrics"]["fvu"] < 0.5
+    with pytest.raises(ValueError, match="cannot learn a dictionary"):
+        scsae.tl.sae(adata, use_rep="X_emb", code_inference="amortized", key_added="bad", **FAST)
+    assert "bad" not in adata.uns

@@ -50,6 +50,7 @@ def sae(
     random_state: int = 0,
     inference: str = "amortized",
     inference_kwargs: dict[str, Any] | None = None,
+    code_inference: str | None = None,
     accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
     enable_progress_bar: bool = False,
@@ -77,6 +78,10 @@ def sae(
         encoder) or another name in :data:`scsae.models.INFERENCE`.
     inference_kwargs
         Options of the inference strategy.
+    code_inference
+        Learn the dictionary by sparse coding: each training step infers codes with
+        this strategy (e.g. ``"omp"``, ``"fista"``) and updates the decoder from them,
+        while the encoder learns to amortise them. `None` trains the SAE end to end.
     accelerator
         Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
     devices
@@ -116,7 +121,9 @@ def sae(
         ``dead_fraction``, ``lr``...).
     ``adata.varm[key_added + '_loadings']`` : :class:`numpy.ndarray` (genes x features)
         Only when ``use_rep='X_pca'`` and ``varm['PCs']`` exists: each feature's gene
-        loadings, the decoder composed with the principal components.
+        loadings, the decoder composed with the principal components. Genes without
+        components (NaN rows of ``varm['PCs']``, e.g. genes left out of the PCA) keep
+        NaN loadings.
 
     Examples
     --------
@@ -142,6 +149,7 @@ def sae(
         lr=lr,
         train_size=train_size,
         early_stopping=early_stopping,
+        code_inference=code_inference,
         accelerator=accelerator,
         devices=devices,
         enable_progress_bar=enable_progress_bar,
