@@ -62,6 +62,20 @@ random_state
     Seed of the weight initialisation, the split and the shuffling."""
 
 
+DOC_SHOW = """\
+ax
+    Axes to draw into.
+show
+    Show the plot; by default when interactive and no ``ax`` is given.
+return_fig
+    Return the figure."""
+
+DOC_PLOT_RETURNS = """\
+Returns
+-------
+The axes (or figure with ``return_fig=True``) unless shown."""
+
+
 def doc_params(**kwds: str) -> Callable[[F], F]:
     """Substitute shared parameter text into a docstring's ``{placeholders}``.
 

@@ -8,9 +8,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, get_sae_uns, new_axes
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def feature_density(
     adata: Any,
     *,
@@ -34,16 +36,9 @@ def feature_density(
         ``key_added`` of :func:`scsae.tl.sae`.
     bins
         Number of histogram bins.
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     frequency = np.asarray(get_sae_uns(adata, key)["feature_frequency"], dtype=float)
     alive = frequency[frequency > 0]

@@ -10,11 +10,13 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from .._utils._features import enrichment_frames
 from ._matrix import dotplot, feature_indices, feature_label
 from ._utils import finish, new_axes
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def feature_obs(
     adata: Any,
     groupby: str,
@@ -53,16 +55,9 @@ def feature_obs(
         Optional feature labels for the rows (e.g. ``feature_table(adata)['label']``).
     cmap
         Colour map.
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
 
     Examples
     --------

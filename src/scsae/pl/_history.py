@@ -8,9 +8,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, get_sae_uns, new_axes
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def _history_of(data: Any, key: str) -> dict[str, np.ndarray]:
     history = getattr(data, "history", None)
     if isinstance(history, dict) and not hasattr(data, "uns"):  # a model
@@ -42,16 +44,9 @@ def training_history(
         validation split, are skipped).
     log_y
         Logarithmic y axis.
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     history = _history_of(data, key)
     present = [m for m in metrics if m in history]

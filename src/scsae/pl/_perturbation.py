@@ -11,9 +11,11 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, new_axes
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def mask_heatmap(
     masks: Any,
     *,
@@ -35,16 +37,9 @@ def mask_heatmap(
         Rows to show, in this order; `None`: all.
     cmap
         Colour map (probabilities from 0 to 1).
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     if hasattr(masks, "get_mask_probabilities"):
         masks = masks.get_mask_probabilities()
@@ -77,6 +72,7 @@ def mask_heatmap(
     return finish(fig, ax_, show=show, return_fig=return_fig, ax_given=ax is not None)
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def ate_scatter(
     evaluation: pd.DataFrame,
     perturbation: str,
@@ -100,16 +96,9 @@ def ate_scatter(
         uses the evaluation's.
     n_labels
         Genes named in the plot (the largest observed effects).
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     predicted, observed = evaluation.attrs.get("predicted"), evaluation.attrs.get("observed")
     if predicted is None or observed is None:
@@ -145,6 +134,7 @@ def ate_scatter(
     return finish(fig, ax_, show=show, return_fig=return_fig, ax_given=ax is not None)
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def perturbation_embedding(
     adata: AnnData,
     *,
@@ -171,18 +161,11 @@ def perturbation_embedding(
         Column of ``adata.obs`` with perturbation labels.
     groups
         Labels to highlight (the others are grey).
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
     **kwargs
         Passed to :func:`scanpy.pl.embedding`.
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     import scanpy as sc
 

@@ -9,9 +9,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, new_axes
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def recovery_matrix(
     adata: Any,
     *,
@@ -40,16 +42,9 @@ def recovery_matrix(
         list); `None` draws all.
     cmap
         Colour map of ``|cosine|`` (0 to 1).
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     info = adata.uns.get(key)
     if not isinstance(info, dict) or "cosine_matrix" not in info:
@@ -81,6 +76,7 @@ def recovery_matrix(
     return finish(fig, axes, show=show, return_fig=return_fig, ax_given=ax is not None)
 
 
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def inference_tradeoff(
     data: Any,
     *,
@@ -119,16 +115,9 @@ def inference_tradeoff(
         Logarithmic vertical axis (FVU spans orders of magnitude).
     noise_floor
         Draw this FVU as a dashed line (e.g. ``uns['simulation']['noise_fvu']``).
-    ax
-        Axes to draw into.
-    show
-        Show the plot; by default when interactive and no ``ax`` is given.
-    return_fig
-        Return the figure.
+    {show}
 
-    Returns
-    -------
-    The axes (or figure with ``return_fig=True``) unless shown.
+    {returns}
     """
     if isinstance(data, pd.DataFrame):
         table = data
