@@ -19,7 +19,14 @@ MASKS = np.array(
     dtype=np.int8,
 )
 HELD_OUT = ["P0+P2", "P1+P3"]
-TRAIN = {"max_epochs": 60, "batch_size": 256, "lr": 3e-3, "train_size": 1.0, "random_state": 0}
+TRAIN = {
+    "max_epochs": 60,
+    "batch_size": 256,
+    "lr": 3e-3,
+    "train_size": 1.0,
+    "random_state": 0,
+    "align_rounds": 2,
+}
 MODEL = {"n_latent": 4, "n_hidden": 64, "n_particles": 3}
 
 
@@ -65,14 +72,18 @@ def model(comparison):
 
 
 # --- quality on the simulation ------------------------------------------------------
-# Known gap (see docs/samsvae.md): in the short runs a test can afford, the model's latent
-# basis is partly a rotation of the simulated one, so masks stay partly dense (AUROC 0.85
-# after matching dimensions with this seed, below the 0.9), and SAMS-VAE's lead over
-# the no-mask model on held-out combinations is small and seed-dependent (+0.6 nats/cell
-# here; the no-mask model won by 2.5 nats with another initialisation). These two claims are
-# recorded as non-strict expected failures instead of being weakened; the CVAE comparison
-# (a 6-nat margin) is enforced.
-SPARSITY_GAP = "SAMS-VAE masks do not yet align with the simulated latent axes in a short run"
+# Known gap (see docs/samsvae.md, benchmarks/samsvae_simulation.py): the ELBO is invariant to
+# rotations of the latent space except for the sparse mask prior, whose pull turns a rotated
+# basis back only slowly. With two varimax re-alignments (align_rounds=2) this seed reaches
+# AUROC 0.94 and beats the no-mask model by 4.5 nats/cell, but seeds 1 and 2 of the model give
+# AUROC 0.74 and 0.88 and SAMS-VAE loses to the no-mask model by 1.6 nats with seed 2 (60
+# epochs); at 120 epochs it wins on all three seeds (by 1.5, 1.4 and 0.06-0.2 nats) but mask
+# AUROC falls. Neither claim holds robustly across seeds yet, so both stay non-strict
+# expected failures instead of being weakened; the CVAE comparison is enforced.
+SPARSITY_GAP = (
+    "not robust across seeds: SAMS-VAE's latent basis stays partly rotated against the simulated "
+    "axes (mask AUROC 0.94/0.74/0.88 for seeds 0/1/2; lead over the no-mask model seed-dependent)"
+)
 
 
 @pytest.mark.xfail(reason=SPARSITY_GAP, strict=False)
@@ -171,6 +182,26 @@ def test_save_load_roundtrip(model, split, tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert loaded.module.variant == "samsvae"
     assert loaded.predict(["P4+P5"], n_cells=10, adata=train).n_obs == 10
+
+
+def test_rotate_latent_keeps_the_likelihood(split):
+    # the latent basis can be rotated without changing p(x | z) at the encoded z: the basis of
+    # the alignment step of ``train(align_rounds=...)``
+    train, _ = split
+    train = train.copy()
+    scsae.SAMSVAE.setup_anndata(train)
+    m = scsae.SAMSVAE(train, n_latent=3, n_hidden=16, n_particles=1)
+    m.train(max_epochs=1, batch_size=256, align_rounds=1)
+    assert m.train_params_["align_rounds"] == 1
+    module = m.module.eval()
+    x = torch.as_tensor(train.X[:20].toarray())
+    mean, _ = module.encode(x)
+    before = module.decode(mean)
+    q, _ = torch.linalg.qr(torch.randn(3, 3))
+    module.rotate_latent(q)
+    mean2, _ = module.encode(x)
+    torch.testing.assert_close(mean2, mean @ q, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(module.decode(mean2), before, atol=1e-5, rtol=1e-4)
 
 
 def test_variants_and_guides(split):

@@ -38,6 +38,26 @@ def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
     return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)
 
 
+def varimax(loadings: np.ndarray, *, n_iter: int = 500, tol: float = 1e-8) -> np.ndarray:
+    """Orthogonal rotation ``R`` maximising the varimax criterion of ``loadings @ R``.
+
+    Kaiser's criterion (the variance of the squared entries of every column),
+    optimised by the usual SVD iteration; rows are the perturbations.
+    """
+    x = np.asarray(loadings, dtype=np.float64)
+    n, k = x.shape
+    rotation = np.eye(k)
+    objective = 0.0
+    for _ in range(n_iter):
+        y = x @ rotation
+        u, s, vt = np.linalg.svd(x.T @ (y**3 - y @ np.diag((y**2).sum(0)) / n))
+        rotation = u @ vt
+        if s.sum() < objective * (1 + tol):
+            break
+        objective = s.sum()
+    return rotation
+
+
 class SAMSVAE(BaseModelClass):
     """Sparse Additive Mechanism Shift VAE for perturbation screens.
 
@@ -283,6 +303,7 @@ class SAMSVAE(BaseModelClass):
         batch_size: int = 512,
         lr: float = 1e-3,
         global_lr_factor: float = 10.0,
+        align_rounds: int = 0,
         train_size: float = 0.9,
         random_state: int = 0,
         early_stopping: bool = False,
@@ -308,6 +329,15 @@ class SAMSVAE(BaseModelClass):
             The variational parameters of masks and embeddings learn ``global_lr_factor``
             times faster: they see each perturbation's cells only, a small part of
             every minibatch.
+        align_rounds
+            Rotations of the latent basis during training: training is split into
+            ``align_rounds + 1`` equal phases and between phases the latent space
+            is rotated (varimax on the posterior mean shifts ``E[e_t * m_t]``) so
+            that every perturbation moves few latent dimensions, then masks are
+            relearnt. The likelihood and the Gaussian priors of ``z_b`` and ``e_t``
+            are invariant to rotations of the latent space; only the sparse mask
+            prior is not, and its pull alone turns a rotated basis back very slowly
+            (see the docs). Not part of the paper's procedure; 0 switches it off.
         train_size
             Fraction of cells used for training; the rest is scvi-tools'
             validation split (``elbo_validation``, early stopping). The
@@ -372,27 +402,43 @@ class SAMSVAE(BaseModelClass):
                 plan_kwargs.pop("weight_decay", 1e-6),
                 plan_kwargs.pop("eps", 0.01),
             )
-        plan = TrainingPlan(self.module, lr=lr, **plan_kwargs)
         trainer_kwargs.setdefault("early_stopping_monitor", "elbo_validation")
-        runner = TrainRunner(
-            self,
-            training_plan=plan,
-            data_splitter=splitter,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            enable_progress_bar=enable_progress_bar,
-            check_val_every_n_epoch=trainer_kwargs.pop(
-                "check_val_every_n_epoch", 1 if len(val_idx) else None
-            ),
-            **trainer_kwargs,
-        )
+        check_val = trainer_kwargs.pop("check_val_every_n_epoch", 1 if len(val_idx) else None)
+        if self.module.variant != "samsvae":
+            align_rounds = 0  # without masks the ELBO is rotation invariant: nothing to align
+        phases = np.diff(np.linspace(0, max_epochs, align_rounds + 2).round().astype(int))
         start = logg.info(f"training {self.module.variant} on {n_train} cells")
         t0 = time.perf_counter()
-        runner()
+        epochs, histories = 0, []
+        for k, phase_epochs in enumerate(phases):
+            if k > 0:
+                self.module.rotate_latent(self._sparsifying_rotation())
+            # Lightning keeps the module's mode: after an earlier fit (or a previous call
+            # of ``train``) it is in eval mode, where masks are plain Bernoulli draws
+            # without gradients, so switch back to training mode explicitly
+            self.module.train()
+            plan = TrainingPlan(self.module, lr=lr, **plan_kwargs)
+            runner = TrainRunner(
+                self,
+                training_plan=plan,
+                data_splitter=splitter,
+                max_epochs=max(1, int(phase_epochs)),
+                accelerator=accelerator,
+                devices=devices,
+                early_stopping=early_stopping,
+                enable_progress_bar=enable_progress_bar,
+                check_val_every_n_epoch=check_val,
+                **trainer_kwargs,
+            )
+            runner()
+            epochs += max(1, int(runner.trainer.current_epoch))
+            histories.append(self.history_)
+        if len(histories) > 1 and all(isinstance(h, dict) for h in histories):
+            self.history_ = {
+                key: pd.concat([h[key] for h in histories if key in h], ignore_index=True)
+                for key in histories[-1]
+            }
         seconds = time.perf_counter() - t0
-        epochs = max(1, int(runner.trainer.current_epoch))
         self.module.eval()
         self.train_params_ = {
             "max_epochs": max_epochs,
@@ -400,6 +446,7 @@ class SAMSVAE(BaseModelClass):
             "batch_size": int(batch_size),
             "lr": float(lr),
             "global_lr_factor": float(global_lr_factor),
+            "align_rounds": int(align_rounds),
             "train_size": float(train_size),
             "n_train": int(n_train),
             "random_state": int(random_state),
@@ -411,6 +458,15 @@ class SAMSVAE(BaseModelClass):
             time=start,
             deep=f"{epochs} epochs, {seconds / max(1, epochs):.2f} s/epoch",
         )
+
+    @torch.no_grad()
+    def _sparsifying_rotation(self) -> torch.Tensor:
+        """Orthogonal ``R`` (latent x latent) making the mean shifts ``E @ R`` sparse (varimax)."""
+        module = self.module
+        shift = module.emb_mean.detach().cpu().double()
+        if module.variant == "samsvae":
+            shift = shift * module.mask_probabilities().detach().cpu().double()
+        return torch.as_tensor(varimax(shift.numpy()), dtype=torch.float32)
 
     def _optimizer_creator(self, lr: float, factor: float, weight_decay: float, eps: float):
         glob = self.module.global_parameters()

@@ -266,6 +266,29 @@ class SAMSVAEModule(BaseModuleClass):
             return mean[0] * mask
         return self.emb_mean.detach().clone()
 
+    @torch.no_grad()
+    def rotate_latent(self, rotation: torch.Tensor) -> None:
+        """Express the latent space in a rotated basis, ``z' = z @ rotation``.
+
+        The encoder mean, the decoder's first layer and the embedding means are
+        rotated so that the model computes the same ``p(x | z)`` and ``q(z | x)``
+        mean in the new coordinates; the priors ``N(0, I)`` of ``z_b`` and ``e_t`` are
+        rotation invariant. Diagonal scales are kept. Masks are reopened to 0.5 to
+        be learnt again in the new basis (SAMS-VAE only).
+        """
+        if self.variant == "cvae":
+            msg = "The conditional VAE has no perturbation embeddings to align."
+            raise ValueError(msg)
+        r = rotation.to(self.emb_mean.device, self.emb_mean.dtype)
+        self.enc_mean.weight.copy_(r.T @ self.enc_mean.weight)
+        self.enc_mean.bias.copy_(self.enc_mean.bias @ r)
+        first = self.decoder[0][0]
+        n = self.n_latent
+        first.weight[:, :n] = first.weight[:, :n] @ r
+        self.emb_mean.copy_(self.emb_mean @ r)
+        if self.variant == "samsvae":
+            self.mask_logits.fill_(math.log(self.mask_prior / (1 - self.mask_prior)))
+
     # --- encoder / decoder ----------------------------------------------------------
     def _batch_onehot(self, batch_index: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if not self.n_batch or batch_index is None:
