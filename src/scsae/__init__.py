@@ -12,4 +12,14 @@ from .models import SAMSVAE, SparseAutoencoder
 
 SAE = SparseAutoencoder
 
-__all__ = ["SAE", "SAMSVAE", "SparseAutoencoder", "__version__", "datasets", "models", "pl", "pp", "tl"]
+__all__ = [
+    "SAE",
+    "SAMSVAE",
+    "SparseAutoencoder",
+    "__version__",
+    "datasets",
+    "models",
+    "pl",
+    "pp",
+    "tl",
+]
