@@ -216,7 +216,8 @@ def papalexi2021(path: str | Path | None = None) -> AnnData:
 
     Returns
     -------
-    AnnData of raw counts (CSR float32).
+    :class:`~anndata.AnnData`
+        Raw UMI counts in ``X`` (CSR, float32) with the guide assignment in ``obs``.
     """
     if path is not None:
         path = Path(path)

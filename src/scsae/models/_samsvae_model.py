@@ -204,7 +204,7 @@ class SAMSVAE(BaseModelClass):
         ``adata.obsm['_samsvae_dosage']`` (a DataFrame, perturbations as columns),
         besides the usual scvi-tools keys in ``adata.uns``. The perturbation
         names are kept in the registry and saved with the model; data given
-        later (test cells, :meth:`load`) are parsed against them. ``adata`` is
+        later (test cells, :meth:`~scvi.model.base.BaseModelClass.load`) are parsed against them. ``adata`` is
         unchanged if an error is raised.
         """
         setup_method_args = cls._get_setup_method_args(**locals())

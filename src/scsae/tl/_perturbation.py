@@ -360,7 +360,7 @@ def mask_recovery_auroc(
     Parameters
     ----------
     mask_probabilities
-        Perturbations x model latent dims (:meth:`SAMSVAE.get_mask_probabilities`).
+        Perturbations x model latent dims (:meth:`scsae.models.SAMSVAE.get_mask_probabilities`).
     true_masks
         Perturbations x true latent dims, same perturbation order.
     """
