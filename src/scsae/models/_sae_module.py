@@ -48,6 +48,10 @@ class SAEConfig:
         gathers (``embedding_bag``), so decoder and encoder gradients touch only
         the selected features; ``"auto"`` (default) times both on the first
         training batch and keeps the faster. Other architectures are always dense.
+        Both kernels compute the same step up to float rounding, so near the
+        crossover (about 1,000 features on CPU) ``"auto"`` may pick either and two
+        runs with the same seed can differ slightly: pass ``"dense"`` or
+        ``"sparse"`` for bit-identical reruns (the choice is in ``train_params_``).
     """
 
     n_input: int
