@@ -85,10 +85,13 @@ def test_copy_key_added_and_return_model(adata):
     assert "sae2_loadings" not in out.varm  # not a PCA
 
 
-def test_same_seed_same_result(adata):
-    a = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **FAST).obsm["X_sae"]
-    b = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **FAST).obsm["X_sae"]
-    assert (a != b).nnz == 0
+@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+def test_same_seed_same_result(adata, kernel):
+    options = {**FAST, "model_kwargs": {"kernel": kernel}}
+    a = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **options)
+    b = scsae.tl.sae(adata, use_rep="X_emb", copy=True, **options)
+    assert (a.obsm["X_sae"] != b.obsm["X_sae"]).nnz == 0
+    assert a.uns["X_sae"]["params"]["kernel"] == kernel
 
 
 def test_mudata_obsm(adata):

@@ -55,6 +55,7 @@ def sae(
     devices: int | str | list[int] = "auto",
     enable_progress_bar: bool = False,
     trainer_kwargs: dict[str, Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     key_added: str = "X_sae",
     copy: bool = False,
     return_model: bool = False,
@@ -90,6 +91,9 @@ def sae(
         Show Lightning's progress bar.
     trainer_kwargs
         Further arguments of :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
+    model_kwargs
+        Further fields of :class:`~scsae.models.SAEConfig` (``kernel``, ``aux_k``,
+        ``aux_coefficient``, ``dead_after_cells``).
     key_added
         Key under which results are stored.
     copy
@@ -142,6 +146,7 @@ def sae(
         architecture=architecture,
         sparsity_coefficient=sparsity_coefficient,
         random_state=random_state,
+        **(model_kwargs or {}),
     )
     model.train(
         max_epochs=max_epochs,
@@ -171,6 +176,7 @@ def sae(
             if not model.module.activation.uses_k
             else {}
         ),
+        **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
         **model.train_params_,
         **strategy.params(),
     }
