@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..._utils._embedding import Embedding
+from ._batches import ShuffledBatches
 from ._distributed import shard_bounds
 
 #: default bytes per chunk read from disk
@@ -48,7 +49,7 @@ def default_chunk_rows(embedding: Embedding, chunk_bytes: int = CHUNK_BYTES) -> 
     return int(min(rows, embedding.n_obs))
 
 
-class ChunkedShuffledBatches:
+class ChunkedShuffledBatches(ShuffledBatches):
     """Minibatches of selected rows, streamed by chunk with a bounded shuffle buffer.
 
     Parameters
@@ -94,30 +95,18 @@ class ChunkedShuffledBatches:
         buffer_rows: int | None = None,
         prefetch: int = 2,
     ) -> None:
-        self.embedding = embedding
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) > 1 and not (indices[1:] >= indices[:-1]).all():
             indices = np.sort(indices)
-        self.indices = indices
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last and len(self.indices) > batch_size
-        self.seed = seed
+        super().__init__(
+            embedding, indices, int(batch_size), shuffle=shuffle, drop_last=drop_last, seed=seed
+        )
         self.chunk_rows = int(chunk_rows or default_chunk_rows(embedding))
         default_buffer = BUFFER_BYTES // (4 * embedding.n_dims)
         self.buffer_rows = int(max(buffer_rows or default_buffer, self.chunk_rows, batch_size))
         self.prefetch = prefetch
-        self.epoch = 0
-        self.rank, self.world_size = 0, 1
         starts = np.arange(0, embedding.n_obs, self.chunk_rows)
         self._bounds = np.searchsorted(self.indices, np.append(starts, embedding.n_obs))
-
-    def set_shard(self, rank: int, world_size: int) -> None:
-        """Read and yield only ``rank``'s share (of ``world_size`` ranks)."""
-        if world_size > self.batch_size:
-            msg = f"batch_size={self.batch_size} is smaller than the {world_size} ranks."
-            raise ValueError(msg)
-        self.rank, self.world_size = rank, world_size
 
     def _local(self) -> tuple[int, int, int]:
         """``(rows, batch rows, number of batches)`` of this rank."""
