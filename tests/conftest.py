@@ -7,8 +7,6 @@ import pytest
 from anndata import AnnData
 from scipy import sparse
 
-SHARED_DATA = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def superposition(
     n_obs: int = 2000,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
+from _helpers import SHARED, programme_counts
 from scipy import sparse
 
 import scsae
 from scsae.tl._pathways import read_net
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HALLMARK = SHARED / "h.all.v7.0.symbols.gmt"
 PROGENY = SHARED / "progeny_human_top100_2019.csv"
 needs_shared = pytest.mark.skipif(
@@ -23,23 +21,9 @@ needs_shared = pytest.mark.skipif(
 
 
 def programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=0):
-    """Log-normalised counts driven by known gene programmes (disjoint gene sets)."""
-    rng = np.random.default_rng(seed)
-    genes = np.array([f"G{i}" for i in range(n_genes)])
-    members = rng.permutation(n_genes)[: n_prog * genes_per].reshape(n_prog, genes_per)
-    act = np.zeros((n_cells, n_prog))
-    for i in range(n_cells):
-        ks = rng.choice(n_prog, rng.integers(1, 3), replace=False)
-        act[i, ks] = rng.gamma(4, 0.5, ks.size)
-    weights = np.zeros((n_prog, n_genes))
-    for k in range(n_prog):
-        weights[k, members[k]] = rng.uniform(1, 2, genes_per)
-    counts = rng.poisson(rng.gamma(2, 0.5, n_genes) * np.exp(0.6 * act @ weights))
-    adata = ad.AnnData(sparse.csr_matrix(counts.astype(np.float32)), var=pd.DataFrame(index=genes))
-    sc.pp.normalize_total(adata, target_sum=1e3)
-    sc.pp.log1p(adata)
+    """Programme counts; obsm['programmes'] = true activities."""
+    adata, act, sets, _ = programme_counts(n_cells, n_genes, n_prog, genes_per, seed)
     adata.obsm["programmes"] = act
-    sets = {f"PROG{k}": list(genes[members[k]]) for k in range(n_prog)}
     return adata, sets
 
 

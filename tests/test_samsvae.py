@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _helpers import SHARED
 
 import scsae
 from scsae.datasets import simulate_perturbations
 
-PAPALEXI = Path(__file__).resolve().parents[2] / "shared" / "data" / "papalexi2021_sceptredata.h5ad"
+PAPALEXI = SHARED / "papalexi2021_sceptredata.h5ad"
 MASKS = np.array(
     [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 1]],
     dtype=np.int8,
