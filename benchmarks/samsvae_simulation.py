@@ -8,7 +8,7 @@ architecture and seed, and print the mask-recovery AUROC
 
 Usage::
 
-    python benchmarks/samsvae_simulation.py [--seeds 0 1 2] [--epochs 60] [--threads 1]
+    python benchmarks/samsvae_simulation.py [--seeds 0 1 2 3 4] [--epochs 60] [--threads 1]
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ def design() -> tuple[np.ndarray, list[tuple[str, str]], list[str]]:
 
 
 def run(
-    seed: int, epochs: int, align_rounds: int, n_cells: int, model_kwargs: dict, sim_kwargs: dict
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    align_rounds: int,
+    n_cells: int,
+    model_kwargs: dict,
+    sim_kwargs: dict,
 ) -> dict:
     masks, combos, held = design()
     sim = simulate_perturbations(
@@ -59,7 +65,7 @@ def run(
         model_kwargs=model_kwargs,
         train_kwargs={
             "max_epochs": epochs,
-            "batch_size": 256,
+            "batch_size": batch_size,
             "lr": 3e-3,
             "train_size": 1.0,
             "align_rounds": align_rounds,
@@ -83,10 +89,11 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cells", type=int, default=80)
-    parser.add_argument("--align-rounds", type=int, default=2)
+    parser.add_argument("--align-rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default="{}", help="JSON of extra model arguments")
     parser.add_argument("--sim", default="{}", help="JSON of extra simulator arguments")
@@ -97,7 +104,15 @@ def main() -> None:
     for seed in args.seeds:
         print(
             json.dumps(
-                run(seed, args.epochs, args.align_rounds, args.cells, model_kwargs, sim_kwargs)
+                run(
+                    seed,
+                    args.epochs,
+                    args.batch_size,
+                    args.align_rounds,
+                    args.cells,
+                    model_kwargs,
+                    sim_kwargs,
+                )
             ),
             flush=True,
         )

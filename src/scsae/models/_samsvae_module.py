@@ -35,8 +35,10 @@ from torch import nn
 DOSAGE_KEY = "dosage"
 VARIANTS = ("samsvae", "additive", "cvae")
 GUIDES = ("mean_field", "correlated")
+COVARIANCES = ("full", "diagonal")
 Variant = Literal["samsvae", "additive", "cvae"]
 Guide = Literal["mean_field", "correlated"]
+Covariance = Literal["full", "diagonal"]
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -125,6 +127,7 @@ class SAMSVAEModule(BaseModuleClass):
         encode_offset: bool = True,
         dropout_rate: float = 0.0,
         mask_init: float | None = None,
+        basal_covariance: Covariance = "full",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -135,6 +138,9 @@ class SAMSVAEModule(BaseModuleClass):
             raise ValueError(msg)
         if guide == "correlated" and variant != "samsvae":
             msg = f"guide='correlated' conditions embeddings on masks; variant={variant!r} has no masks."
+            raise ValueError(msg)
+        if basal_covariance not in COVARIANCES:
+            msg = f"basal_covariance={basal_covariance!r} is not one of {COVARIANCES}."
             raise ValueError(msg)
         if not 0 < mask_prior < 1:
             msg = f"mask_prior={mask_prior} must be in (0, 1)."
@@ -152,6 +158,8 @@ class SAMSVAEModule(BaseModuleClass):
         self.temperature = float(temperature)
         self.n_particles = int(n_particles)
         self.encode_offset = bool(encode_offset) and variant != "cvae"
+        self.basal_covariance = basal_covariance
+        self.open_masks = False
         self.register_buffer("perturbation_counts", torch.zeros(n_perturbations))
 
         # encoder q(z_b | x, offset or dosage, batch): with ``encode_offset`` the network
@@ -168,6 +176,14 @@ class SAMSVAEModule(BaseModuleClass):
         )
         self.enc_mean = nn.Linear(n_hidden, n_latent)
         self.enc_log_scale = nn.Linear(n_hidden, n_latent)
+        if basal_covariance == "full":
+            # strictly lower-triangular part of the Cholesky factor of q(z_b)'s covariance,
+            # starting diagonal; ``latent_transform`` carries the maps of ``transform_latent``
+            self.enc_tril = nn.Linear(n_hidden, n_latent * (n_latent - 1) // 2)
+            nn.init.zeros_(self.enc_tril.weight)
+            nn.init.zeros_(self.enc_tril.bias)
+            self.register_buffer("tril_index", torch.tril_indices(n_latent, n_latent, -1))
+            self.register_buffer("latent_transform", torch.eye(n_latent))
 
         n_dec_in = n_latent + (n_perturbations if variant == "cvae" else 0) + self.n_batch
         self.decoder = nn.Sequential(
@@ -239,7 +255,7 @@ class SAMSVAEModule(BaseModuleClass):
         shape = (n_particles, self.n_perturbations, self.n_latent)
         mask = None
         kl = torch.zeros(n_particles, self.n_perturbations, device=self.emb_mean.device)
-        if self.variant == "samsvae":
+        if self.variant == "samsvae" and not self.open_masks:
             logits = self.mask_logits.expand(shape)
             if self.training:
                 u = torch.rand(shape, device=logits.device).clamp(1e-6, 1 - 1e-6)
@@ -267,26 +283,35 @@ class SAMSVAEModule(BaseModuleClass):
         return self.emb_mean.detach().clone()
 
     @torch.no_grad()
-    def rotate_latent(self, rotation: torch.Tensor) -> None:
-        """Express the latent space in a rotated basis, ``z' = z @ rotation``.
+    def transform_latent(self, matrix: torch.Tensor) -> None:
+        """Express the latent space in new coordinates, ``z' = z @ matrix`` (invertible).
 
-        The encoder mean, the decoder's first layer and the embedding means are
-        rotated so that the model computes the same ``p(x | z)`` and ``q(z | x)``
-        mean in the new coordinates; the priors ``N(0, I)`` of ``z_b`` and ``e_t`` are
-        rotation invariant. Diagonal scales are kept. Masks are reopened to 0.5 to
-        be learnt again in the new basis (SAMS-VAE only).
+        The decoder's first layer absorbs the inverse map and the encoder mean, the
+        embedding means and (with ``basal_covariance="full"``) the covariance of
+        ``q(z_b)`` are mapped, so ``p(x | z)`` and ``q(z_b | x)`` are unchanged as
+        distributions over the new coordinates. With a diagonal covariance only
+        rotations are meaningful and the scales are kept (an approximation). The
+        embedding means become the expected shifts ``E[e_t * m_t]`` mapped; the
+        embeddings' diagonal scales are kept. SAMS-VAE masks restart at the
+        prior (the old masks refer to the old axes).
         """
         if self.variant == "cvae":
             msg = "The conditional VAE has no perturbation embeddings to align."
             raise ValueError(msg)
-        r = rotation.to(self.emb_mean.device, self.emb_mean.dtype)
-        self.enc_mean.weight.copy_(r.T @ self.enc_mean.weight)
-        self.enc_mean.bias.copy_(self.enc_mean.bias @ r)
-        first = self.decoder[0][0]
+        m = matrix.to(self.emb_mean.device, self.emb_mean.dtype)
         n = self.n_latent
-        first.weight[:, :n] = first.weight[:, :n] @ r
-        self.emb_mean.copy_(self.emb_mean @ r)
+        self.enc_mean.weight.copy_(m.T @ self.enc_mean.weight)
+        self.enc_mean.bias.copy_(self.enc_mean.bias @ m)
+        first = self.decoder[0][0]
+        first.weight[:, :n] = first.weight[:, :n] @ torch.linalg.inv(m).T
+        shift = self.emb_mean
+        if self.variant == "samsvae" and not self.open_masks:
+            shift = shift * self.mask_probabilities()
+        self.emb_mean.copy_(shift @ m)
+        if self.basal_covariance == "full":
+            self.latent_transform.copy_(self.latent_transform @ m)
         if self.variant == "samsvae":
+            # restart the masks at the prior: they are relearnt on the new axes
             self.mask_logits.fill_(math.log(self.mask_prior / (1 - self.mask_prior)))
 
     # --- encoder / decoder ----------------------------------------------------------
@@ -318,7 +343,52 @@ class SAMSVAEModule(BaseModuleClass):
         mean = self.enc_mean(h)
         if self.encode_offset and offset is not None:
             mean = mean - offset
-        return mean, torch.exp(self.enc_log_scale(h).clamp(-7, 3))
+        scale = torch.exp(self.enc_log_scale(h).clamp(-7, 3))
+        if self.basal_covariance == "full":
+            tril = torch.diag_embed(scale)
+            rows, cols = self.tril_index
+            tril[..., rows, cols] = self.enc_tril(h)
+            scale = tril
+        return mean, scale
+
+    # --- q(z_b): diagonal scales (..., d) or a Cholesky factor (..., d, d) ---------------
+    def sample_basal(
+        self, mean: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Reparameterised draw from ``q(z_b)``; ``mean`` may carry leading particle axes.
+
+        With a full covariance the draw is ``mean + (L eps) @ T``: ``L`` is the encoder's
+        Cholesky factor in its own frame, ``T = latent_transform`` the accumulated linear
+        map of :meth:`transform_latent`.
+        """
+        noise = torch.randn_like(mean) if noise is None else noise
+        if self.basal_covariance == "diagonal":
+            return mean + scale * noise
+        return mean + (scale @ noise.unsqueeze(-1)).squeeze(-1) @ self.latent_transform
+
+    def basal_log_prob(
+        self, z: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        """``log q(z_b)`` summed over the latent dimensions."""
+        if self.basal_covariance == "diagonal":
+            return normal_log_prob(z, mean, scale)
+        transform = self.latent_transform
+        resid = ((z - mean) @ torch.linalg.inv(transform)).unsqueeze(-1)
+        tril = scale.expand(*resid.shape[:-2], -1, -1)
+        white = torch.linalg.solve_triangular(tril, resid, upper=False).squeeze(-1)
+        log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
+        log_det = log_det + torch.linalg.slogdet(transform)[1]
+        return -0.5 * (white**2).sum(-1) - log_det - 0.5 * self.n_latent * LOG_2PI
+
+    def basal_kl(self, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``KL(q(z_b) || N(0, I))`` summed over the latent dimensions."""
+        if self.basal_covariance == "diagonal":
+            return kl_normal_standard(mean, scale)
+        transform = self.latent_transform
+        log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
+        log_det = log_det + torch.linalg.slogdet(transform)[1]
+        trace = ((scale @ transform) ** 2).sum((-2, -1))
+        return 0.5 * ((mean**2).sum(-1) + trace - self.n_latent) - log_det
 
     def decode(
         self,
@@ -367,8 +437,7 @@ class SAMSVAEModule(BaseModuleClass):
             x, offset=offset if self.encode_offset else None, dosage=dosage, batch=batch
         )
         qz_mean = qz_mean.expand(k, *x.shape[:1], self.n_latent)
-        qz_scale = qz_scale.expand_as(qz_mean)
-        z_basal = qz_mean + qz_scale * torch.randn_like(qz_mean)
+        z_basal = self.sample_basal(qz_mean, qz_scale)
         return {
             "z_basal": z_basal,
             "z": z_basal + offset,
@@ -432,9 +501,8 @@ class SAMSVAEModule(BaseModuleClass):
         """Negative ELBO per cell, averaged over particles and the minibatch."""
         x = tensors[REGISTRY_KEYS.X_KEY]
         reconstruction = -self.log_likelihood(x, generative_outputs).mean(0)
-        kl_basal = kl_normal_standard(
-            inference_outputs["qz_mean"], inference_outputs["qz_scale"]
-        ).mean(0)
+        kl_basal = self.basal_kl(inference_outputs["qz_mean"], inference_outputs["qz_scale"])
+        kl_basal = kl_basal.mean(0)
         kl_global = self.global_kl_per_cell(tensors[DOSAGE_KEY], inference_outputs["kl_global"])
         loss = torch.mean(reconstruction + kl_weight * (kl_basal + kl_global))
         return LossOutput(
@@ -464,6 +532,6 @@ class SAMSVAEModule(BaseModuleClass):
         log_w = (
             self.log_likelihood(x, gen)
             + normal_log_prob(z_b, torch.zeros_like(z_b), torch.ones_like(z_b))
-            - normal_log_prob(z_b, inf["qz_mean"], inf["qz_scale"])
+            - self.basal_log_prob(z_b, inf["qz_mean"], inf["qz_scale"])
         )
         return torch.logsumexp(log_w, 0) - math.log(n_particles)
