@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-latent", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--align-rounds", type=int, default=0)
+    parser.add_argument("--variants", nargs="+", default=["samsvae", "additive", "cvae"])
+    parser.add_argument("--model", default="{}", help="JSON of extra model arguments")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -49,8 +53,20 @@ def main() -> None:
     table, models = scsae.tl.compare_perturbation_models(
         train,
         test,
-        model_kwargs={"n_latent": args.n_latent, "n_hidden": 128, "n_particles": 5},
-        train_kwargs={"max_epochs": args.epochs, "batch_size": 512, "lr": 1e-3, "train_size": 1.0},
+        variants=args.variants,
+        model_kwargs={
+            "n_latent": args.n_latent,
+            "n_hidden": 128,
+            "n_particles": 5,
+            **json.loads(args.model),
+        },
+        train_kwargs={
+            "max_epochs": args.epochs,
+            "batch_size": 512,
+            "lr": 1e-3,
+            "train_size": 1.0,
+            "align_rounds": args.align_rounds,
+        },
         n_particles=100,
         n_top_genes=20,
         n_cells=2000,

@@ -162,7 +162,14 @@ class SAMSVAE(BaseModelClass):
     dropout_rate
         Dropout in encoder and decoder.
     mask_init
-        Initial mask logit; `None` starts at the prior, ``logit(mask_prior)``.
+        Initial mask logit; 0 (the default) starts every mask at probability 0.5, `None`
+        at the prior, ``logit(mask_prior)``. With straight-through masks an entry that
+        is rarely sampled open gets gradient only through its embedding, which in turn
+        learns only while the mask is open; started at a sparse prior the masks stayed
+        closed in our runs (no mask above 0.5 on the simulation, see the docs). Starting
+        undecided lets the likelihood open the masks it needs and the KL to the sparse
+        prior close the rest. Irrelevant with ``train(align_rounds > 0)``, whose first
+        phase keeps the masks open.
     basal_covariance
         Covariance of the Gaussian ``q(z_b | x, ...)``: ``"full"`` (a Cholesky factor from
         the encoder) or ``"diagonal"`` (mean field, as in the paper). The likelihood and
@@ -202,7 +209,7 @@ class SAMSVAE(BaseModelClass):
         n_particles: int = 5,
         encode_offset: bool = True,
         dropout_rate: float = 0.0,
-        mask_init: float | None = None,
+        mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
         random_state: int = 0,
     ) -> None:

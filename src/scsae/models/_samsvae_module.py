@@ -107,7 +107,8 @@ class SAMSVAEModule(BaseModuleClass):
     dropout_rate
         Dropout in encoder and decoder.
     mask_init
-        Initial mask logit; `None` starts at the prior, ``logit(mask_prior)``.
+        Initial mask logit; 0 starts at probability 0.5, `None` at the prior,
+        ``logit(mask_prior)`` (see :class:`~scsae.models.SAMSVAE`).
     """
 
     def __init__(
@@ -126,7 +127,7 @@ class SAMSVAEModule(BaseModuleClass):
         n_particles: int = 5,
         encode_offset: bool = True,
         dropout_rate: float = 0.0,
-        mask_init: float | None = None,
+        mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
     ) -> None:
         super().__init__()
@@ -198,8 +199,8 @@ class SAMSVAEModule(BaseModuleClass):
                 torch.full((n_perturbations, n_latent), math.log(0.1))
             )
         if variant == "samsvae":
-            # start sparse, at the prior: the latent space then organises itself around
-            # few dimensions per perturbation instead of being sparsified afterwards
+            # masks started at a sparse prior are rarely sampled open, so they and their
+            # embeddings get little gradient and stay closed; 0.5 lets the data decide
             init = (
                 math.log(self.mask_prior / (1 - self.mask_prior))
                 if mask_init is None
