@@ -8,7 +8,7 @@ Usage::
 Every tool trains a TopK SAE with the same width, k, learning rate, batch
 size and number of epochs, on the same in-memory float32 tensor, each with
 its own training step (scsae: ``SparseAutoencoder.train``, i.e. its Lightning
-path; sparsify: ``SparseCoder.forward`` with its FVU + AuxK losses, decoder
+path, with its default encoder and with ``encoder_init="least_squares"``; sparsify: ``SparseCoder.forward`` with its FVU + AuxK losses, decoder
 gradient projection and unit-norm decoder, as its ``Trainer`` does; SAELens:
 ``TopKTrainingSAE.training_forward_pass``). For the peers the loop around
 the step is written here: Adam, the same warm-up/decay schedule as scsae,
@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-TOOLS = ("scsae", "sparsify", "saelens")
+TOOLS = ("scsae", "scsae-ls", "sparsify", "saelens")
+#: scsae variants: the default recipe, and the least-squares encoder scale (opt-in)
+SCSAE_INIT = {"scsae": "transpose", "scsae-ls": "least_squares"}
 
 
 def peak_rss_mib() -> float:
@@ -108,14 +110,14 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
     x = torch.from_numpy((raw - raw.mean(0)) / np.sqrt(((raw - raw.mean(0)) ** 2).sum(1).mean()))
     n_features, k, d = args.n_features, args.k, raw.shape[1]
     try:
-        if tool == "scsae":
+        if tool in SCSAE_INIT:
             from anndata import AnnData
 
             import scsae
 
             adata = AnnData(obsm={"X_emb": raw})
             scsae.SAE.setup_anndata(adata, use_rep="X_emb")
-            model = scsae.SAE(adata, n_features=n_features, k=k)
+            model = scsae.SAE(adata, n_features=n_features, k=k, encoder_init=SCSAE_INIT[tool])
             base = peak_rss_mib()
             start = time.perf_counter()
             model.train(
@@ -130,7 +132,7 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             cells = (raw.shape[0] // args.batch_size) * args.batch_size * args.epochs
             m = model.get_metrics()
             fvu, dead, decoder = m["fvu"], m["dead_fraction"], model.decoder
-            note = f"kernel={model.train_params_['kernel']}"
+            note = f"kernel={model.train_params_['kernel']}, encoder_init={SCSAE_INIT[tool]}"
         elif tool == "sparsify":
             try:
                 from sparsify import SparseCoder, SparseCoderConfig

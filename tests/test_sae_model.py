@@ -48,6 +48,42 @@ def test_penalty_trades_sparsity_for_reconstruction(adata, architecture):
     assert strong["fvu"] > weak["fvu"]
 
 
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
+def test_least_squares_encoder_init_starts_at_the_best_scale(adata, architecture):
+    from scsae.models._sae_module import SAEConfig, SAEModule
+
+    def module(encoder_init):
+        config = SAEConfig(16, 256, architecture, k=8, encoder_init=encoder_init)
+        return SAEModule(config, generator=torch.Generator().manual_seed(0))
+
+    x = torch.from_numpy(adata.obsm["X_emb"])
+    x = (x - x.mean(0)) / x.pow(2).sum(1).mean().sqrt()
+    plain, scaled = module("transpose"), module("least_squares")
+
+    def fvu(m):
+        m.initialize_decoder_bias(x)
+        m.initialize_encoder_scale(x)
+        with torch.no_grad():
+            return float(m.eval()(x).fvu)
+
+    fvu_plain, fvu_scaled = fvu(plain), fvu(scaled)
+    ratio = scaled.W_enc.detach() / plain.W_enc.detach()
+    # one factor, well below one: 8 of 256 overlapping rows over-shoot the input
+    assert torch.allclose(ratio, ratio.flatten()[0]) and 0 < float(ratio.flatten()[0]) < 0.8
+    assert fvu_scaled < 0.7 * fvu_plain
+    scaled.initialize_encoder_scale(x)  # already least-squares optimal: a second call keeps it
+    assert torch.allclose(scaled.W_enc / plain.W_enc, ratio, rtol=1e-4)
+
+
+def test_least_squares_encoder_init_needs_a_selection_architecture():
+    from scsae.models._sae_module import SAEConfig, SAEModule
+
+    with pytest.raises(ValueError, match="selection architecture"):
+        SAEModule(SAEConfig(16, 64, "relu", encoder_init="least_squares"))
+    with pytest.raises(ValueError, match="encoder_init"):
+        SAEModule(SAEConfig(16, 64, encoder_init="small"))
+
+
 def test_topk_has_exactly_k_and_training_improves(adata):
     model = _trained(adata, k=3)
     acts = model.get_feature_activations()

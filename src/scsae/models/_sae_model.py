@@ -370,7 +370,7 @@ class SparseAutoencoder:
 
     @torch.no_grad()
     def _fit_normalization(self, emb: Embedding, train_idx: np.ndarray, *, seed: int) -> None:
-        """Store the training mean and the scale giving unit mean squared norm; init ``b_dec``."""
+        """Store the mean and the scale giving unit mean squared norm; start ``b_dec`` and encoder scale."""
         total = np.zeros(emb.n_dims)
         total_sq = 0.0
         for rows in emb.iter_rows(train_idx, INFERENCE_BATCH):
@@ -384,9 +384,9 @@ class SparseAutoencoder:
         self.module.input_scale.fill_(math.sqrt(mean_sq_norm))
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
-        self.module.initialize_decoder_bias(
-            self.module.normalize(torch.from_numpy(emb.take(sample)))
-        )
+        sample = self.module.normalize(torch.from_numpy(emb.take(sample)))
+        self.module.initialize_decoder_bias(sample)
+        self.module.initialize_encoder_scale(sample)
 
     @torch.no_grad()
     def _calibrate(self, emb: Embedding, train_idx: np.ndarray, *, seed: int) -> None:

@@ -24,7 +24,7 @@ from ._distributed import shard_bounds
 #: default bytes per chunk read from disk
 CHUNK_BYTES = 16 * 2**20
 #: default bytes of the shuffle buffer
-BUFFER_BYTES = 256 * 2**20
+BUFFER_BYTES = 128 * 2**20
 
 _DONE = object()
 
