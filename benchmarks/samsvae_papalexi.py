@@ -36,8 +36,11 @@ def main() -> None:
     parser.add_argument("--n-latent", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--align-rounds", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="+", default=["samsvae", "additive", "cvae"])
     parser.add_argument("--model", default="{}", help="JSON of extra model arguments")
+    parser.add_argument("--json", default=None, help="also write the tables to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -62,8 +65,8 @@ def main() -> None:
         },
         train_kwargs={
             "max_epochs": args.epochs,
-            "batch_size": 512,
-            "lr": 1e-3,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
             "train_size": 1.0,
             "align_rounds": args.align_rounds,
         },
@@ -78,14 +81,20 @@ def main() -> None:
         for t in pd.unique(test.obs["target"].astype(str))
         if t != "non-targeting" and t in adata.var_names
     ]
+    # a target whose own gene is not among the most decreased in the held-out cells
+    # (weak knockdown, many escaping cells) cannot be held against a model
+    observed = scsae.tl.average_treatment_effect(test, perturbations=targets)
+    obs_ranks = {t: int((observed.loc[t] < observed.loc[t, t]).sum()) + 1 for t in targets}
+    knocked = [t for t in targets if obs_ranks[t] <= 5]
     for name, model in models.items():
         ate = model.get_average_treatment_effect(targets, n_cells=2000, random_state=args.seed)
         ranks = {t: int((ate.loc[t] < ate.loc[t, t]).sum()) + 1 for t in targets}
         table.loc[name, "own_gene_top5"] = f"{sum(r <= 5 for r in ranks.values())}/{len(ranks)}"
+        table.loc[name, "own_top5_of_observed"] = (
+            f"{sum(ranks[t] <= 5 for t in knocked)}/{len(knocked)}"
+        )
         table.loc[name, "STAT1_rank"] = ranks.get("STAT1", np.nan)
         table.attrs.setdefault("ranks", {})[name] = ranks
-    observed = scsae.tl.average_treatment_effect(test, perturbations=targets)
-    obs_ranks = {t: int((observed.loc[t] < observed.loc[t, t]).sum()) + 1 for t in targets}
 
     pd.set_option("display.width", 200)
     cols = [
@@ -96,6 +105,7 @@ def main() -> None:
         "seconds_per_epoch",
         "epochs",
         "own_gene_top5",
+        "own_top5_of_observed",
         "STAT1_rank",
     ]
     print(table[cols].round(3).to_string())
@@ -104,6 +114,10 @@ def main() -> None:
     )
     ranks = pd.DataFrame(table.attrs["ranks"]).assign(observed_test=pd.Series(obs_ranks))
     print(ranks.to_string())
+    if args.json:
+        out = {"args": vars(args), "table": table[cols].to_dict(orient="index")}
+        out["ranks"] = ranks.to_dict()
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s, torch threads {args.threads}")
 
 

@@ -217,6 +217,27 @@ def test_transform_latent_keeps_the_model(split):
     assert kl.shape == (20,)
 
 
+def test_offset_input_is_mapped_with_the_latent(split):
+    # offset_input=True: the encoder reads the offset, so a latent map must map that input too
+    train, _ = split
+    train = train.copy()
+    scsae.SAMSVAE.setup_anndata(train)
+    m = scsae.SAMSVAE(train, n_latent=3, n_hidden=16, n_particles=1, offset_input=True)
+    m.train(max_epochs=1, batch_size=256)
+    module = m.module.eval()
+    x = torch.as_tensor(train.X[:20].toarray())
+    gen = torch.Generator().manual_seed(1)
+    offset = torch.randn(20, 3, generator=gen)
+    with torch.no_grad():
+        module.enc_offset.weight.normal_(generator=gen)  # make the input matter
+    mean, _ = module.encode(x, offset=offset)
+    assert not torch.allclose(mean, module.encode(x, offset=0 * offset)[0] - offset)
+    matrix = torch.randn(3, 3, generator=gen) + 2 * torch.eye(3)
+    module.transform_latent(matrix)
+    mean2, _ = module.encode(x, offset=offset @ matrix)
+    torch.testing.assert_close(mean2, mean @ matrix, atol=1e-4, rtol=1e-4)
+
+
 def test_sparse_rotation_recovers_a_rotated_sparse_matrix():
     rng = np.random.default_rng(0)
     truth = MASKS * rng.choice([-1.0, 1.0], MASKS.shape) * rng.uniform(1.5, 3, MASKS.shape)

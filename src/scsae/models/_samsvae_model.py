@@ -159,6 +159,11 @@ class SAMSVAE(BaseModelClass):
         Monte Carlo particles per training step.
     encode_offset
         Give the basal encoder the sampled perturbation offset.
+    offset_input
+        Let the encoder's hidden layer read the offset too (not only subtract it), so
+        that ``q(z_b)`` can stay at its prior where the counts say little about the
+        effect (see :class:`~scsae.models._samsvae_module.SAMSVAEModule`). Off by
+        default: no gain on Papalexi in our runs.
     dropout_rate
         Dropout in encoder and decoder.
     mask_init
@@ -208,6 +213,7 @@ class SAMSVAE(BaseModelClass):
         temperature: float = 0.5,
         n_particles: int = 5,
         encode_offset: bool = True,
+        offset_input: bool = False,
         dropout_rate: float = 0.0,
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
@@ -229,6 +235,7 @@ class SAMSVAE(BaseModelClass):
                 temperature=temperature,
                 n_particles=n_particles,
                 encode_offset=encode_offset,
+                offset_input=offset_input,
                 dropout_rate=dropout_rate,
                 mask_init=mask_init,
                 basal_covariance=basal_covariance,
