@@ -428,7 +428,7 @@ class SAMSVAE(BaseModelClass):
             ``q(z_b)`` of the training cells gets identity covariance, the linear
             reparameterisation that minimises the basal KL) and rotated to the basis
             in which the expected shifts ``E[e_t * m_t]`` have the smallest L1 norm
-            (:func:`sparse_rotation`), and the masks restart at the prior. The
+            (``sparse_rotation`` in ``scsae.models._samsvae_model``), and the masks restart at the prior. The
             likelihood is unchanged by these maps; with ``basal_covariance="full"`` so
             is ``q(z_b)``, and the sparse mask prior is the only term that prefers a
             basis, while its gradient alone turns a basis very slowly (see the docs).
@@ -565,7 +565,7 @@ class SAMSVAE(BaseModelClass):
         aggregate second moment of ``q(z_b)`` over the training cells and
         ``C^{-1/2}`` is the linear reparameterisation that minimises the basal KL term
         at unchanged likelihood. The whitened expected shifts are then rotated to
-        the sparsest basis (:func:`sparse_rotation`), the only direction in which the
+        the sparsest basis (``sparse_rotation`` in ``scsae.models._samsvae_model``), the only direction in which the
         mask prior still distinguishes bases. A diagonal ``q(z_b)`` is only rotated.
         """
         module = self.module
