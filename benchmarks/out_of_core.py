@@ -159,7 +159,7 @@ def main() -> None:
         f"peak RSS: {train_peak:,.0f} MiB after training, {peak_rss_mib():,.0f} MiB after the "
         f"metrics pass; imports alone {base:,.0f} MiB, + AnnData with {emb.shape[0]:,} obs names "
         f"{with_adata:,.0f} MiB; scsae training added {train_peak - with_adata:,.0f} MiB; "
-        "budget 1,536 MiB"
+        "budget 1.5 GB = 1,430 MiB"
     )
 
 
