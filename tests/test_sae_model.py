@@ -191,3 +191,16 @@ def test_early_stopping_on_validation_split(adata):
     assert len(model.history["validation_fvu"]) == model.train_params_["epochs_trained"]
     with pytest.raises(ValueError, match="train_size < 1"):
         model.train(max_epochs=2, train_size=1.0, early_stopping=True, enable_progress_bar=False)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+def test_bf16_autocast_keeps_fp32_weights_and_quality(adata, kernel):
+    # the same autocast path Lightning takes on GPUs with precision="bf16-mixed"
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    full, mixed = (SparseAutoencoder(adata, n_features=128, k=3, kernel=kernel) for _ in "ab")
+    full.train(**FAST)
+    mixed.train(**FAST, precision="bf16-mixed")
+    assert mixed.module.W_dec.dtype == torch.float32
+    assert mixed.train_params_["precision"] == "bf16-mixed"
+    assert full.train_params_["precision"] == "32-true"
+    assert mixed.get_metrics()["fvu"] < full.get_metrics()["fvu"] + 0.05

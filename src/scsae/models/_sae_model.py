@@ -363,6 +363,7 @@ class SparseAutoencoder:
             "dead_after_cells": int(cfg.dead_after_cells),
             "out_of_core": bool(out_of_core),
             "kernel": self.module.kernel,
+            "precision": str(trainer_kwargs.get("precision", "32-true")),
         }
         if code_inference is not None:
             self.train_params_["code_inference"] = code_inference.params()
