@@ -384,8 +384,8 @@ class SparseAutoencoder:
         self.module.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.module.input_scale.fill_(math.sqrt(mean_sq_norm))
         rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
-        sample = self.module.normalize(torch.from_numpy(emb.take(sample)))
+        rows = np.sort(rng.choice(train_idx, size=min(n, MEDIAN_SAMPLE), replace=False))
+        sample = self.module.normalize(torch.from_numpy(emb.take(rows)))
         self.module.initialize_decoder_bias(sample)
         self.module.initialize_encoder_scale(sample)
 

@@ -118,18 +118,18 @@ class SAEModule(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(d))
         self.activation = get_architecture(config.architecture)(config)
-        if config.kernel not in KERNELS:
-            msg = f"kernel={config.kernel!r} is not one of {KERNELS}."
-            raise ValueError(msg)
-        if config.kernel == "sparse" and not self.activation.supports_sparse:
-            msg = f"kernel='sparse' needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
-            raise ValueError(msg)
-        if config.encoder_init not in ENCODER_INITS:
-            msg = f"encoder_init={config.encoder_init!r} is not one of {ENCODER_INITS}."
-            raise ValueError(msg)
-        if config.encoder_init == "least_squares" and not self.activation.supports_sparse:
-            msg = f"encoder_init='least_squares' needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
-            raise ValueError(msg)
+        # (field, allowed values, the value that only selection architectures support)
+        for field, choices, selection_only in (
+            ("kernel", KERNELS, "sparse"),
+            ("encoder_init", ENCODER_INITS, "least_squares"),
+        ):
+            value = getattr(config, field)
+            if value not in choices:
+                msg = f"{field}={value!r} is not one of {choices}."
+                raise ValueError(msg)
+            if value == selection_only and not self.activation.supports_sparse:
+                msg = f"{field}={value!r} needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
+                raise ValueError(msg)
         # kernel used in training: "auto" until the training plan has timed both
         self.kernel = config.kernel if self.activation.supports_sparse else "dense"
         self.register_buffer("input_mean", torch.zeros(d))

@@ -571,9 +571,7 @@ class SAMSVAE(BaseModelClass):
         module = self.module
         was_training = module.training
         module.eval()  # no dropout while measuring
-        shift = module.emb_mean.detach()
-        if module.variant == "samsvae" and not module.open_masks:
-            shift = shift * module.mask_probabilities()
+        shift = module.expected_shift().detach()
         whiten = torch.eye(module.n_latent, device=shift.device)
         if module.basal_covariance == "full":
             moment = torch.zeros(module.n_latent, module.n_latent, device=shift.device)

@@ -251,6 +251,12 @@ class SAMSVAEModule(BaseModuleClass):
         """``q(m_t,d = 1)``, perturbations x latent dims."""
         return torch.sigmoid(self.mask_logits)
 
+    def expected_shift(self) -> torch.Tensor:
+        """Posterior mean shifts ``E[e_t * m_t]`` (the embedding means while masks are open)."""
+        if self.variant == "samsvae" and not self.open_masks:
+            return self.emb_mean * self.mask_probabilities()
+        return self.emb_mean
+
     def _embedding_params(self, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of ``q(e | m)`` (broadcast over the particles of ``mask``)."""
         mean, log_scale = self.emb_mean, self.emb_log_scale
@@ -319,14 +325,12 @@ class SAMSVAEModule(BaseModuleClass):
         n = self.n_latent
         self.enc_mean.weight.copy_(m.T @ self.enc_mean.weight)
         self.enc_mean.bias.copy_(self.enc_mean.bias @ m)
+        inverse_t = torch.linalg.inv(m).T
         first = self.decoder[0][0]
-        first.weight[:, :n] = first.weight[:, :n] @ torch.linalg.inv(m).T
+        first.weight[:, :n] = first.weight[:, :n] @ inverse_t
         if self.enc_offset is not None:  # the offset it reads is mapped too
-            self.enc_offset.weight.copy_(self.enc_offset.weight @ torch.linalg.inv(m).T)
-        shift = self.emb_mean
-        if self.variant == "samsvae" and not self.open_masks:
-            shift = shift * self.mask_probabilities()
-        self.emb_mean.copy_(shift @ m)
+            self.enc_offset.weight.copy_(self.enc_offset.weight @ inverse_t)
+        self.emb_mean.copy_(self.expected_shift() @ m)
         if self.basal_covariance == "full":
             self.latent_transform.copy_(self.latent_transform @ m)
         if self.variant == "samsvae":
