@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--variants", nargs="+", default=["samsvae", "additive", "cvae"])
     parser.add_argument("--model", default="{}", help="JSON of extra model arguments")
+    parser.add_argument("--train", default="{}", help="JSON of extra train() arguments")
     parser.add_argument("--json", default=None, help="also write the tables to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,6 +70,7 @@ def main() -> None:
             "lr": args.lr,
             "train_size": 1.0,
             "align_rounds": args.align_rounds,
+            **json.loads(args.train),
         },
         n_particles=100,
         n_top_genes=20,

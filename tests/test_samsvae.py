@@ -19,14 +19,16 @@ MASKS = np.array(
 )
 HELD_OUT = ["P0+P2", "P1+P3"]
 TRAIN = {
-    "max_epochs": 60,
+    "max_epochs": 90,
     "batch_size": 128,
     "lr": 3e-3,
     "train_size": 1.0,
     "random_state": 0,
     "align_rounds": 1,
 }
-MODEL = {"n_latent": 4, "n_hidden": 64, "n_particles": 3}
+# twice the true latent dimension (4): with exactly 4 dimensions the fit often folds two true
+# directions onto one axis, a local optimum no alignment can undo (see docs/samsvae.md)
+MODEL = {"n_latent": 8, "n_hidden": 64, "n_particles": 3}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -71,29 +73,31 @@ def model(comparison):
 
 
 # --- quality on the simulation ------------------------------------------------------
-# Settings of benchmarks/samsvae_simulation.py (see docs/samsvae.md for all seeds): an open-mask
-# first phase, then whitening + L1 rotation of the latent basis (align_rounds=1) and a
-# full-covariance q(z_b). Mask AUROC is 1.00 / 0.97 / 0.85 / 0.99 / 0.78 for model seeds 0-4:
-# seeds 2 and 4 still miss 0.9, so the recovery test runs the two seeds that pass and the docs
-# report the others. SAMS-VAE beats both baselines on held-out IWELBO for all five seeds.
+# Settings of benchmarks/samsvae_simulation.py (see docs/samsvae.md for all seeds): 8 latent
+# dimensions for the 4 true ones, an open-mask first phase, then whitening + L1 rotation of the
+# latent basis (align_rounds=1) and a full-covariance q(z_b), 90 epochs. Mask AUROC is
+# 1.00 / 0.94 / 1.00 / 0.91 / 0.99 for model seeds 0-4 and 0.91 / 1.00 / 0.91 for the unseen
+# seeds 5-7; SAMS-VAE beats both baselines on held-out IWELBO for all eight.
 
 
 def test_mask_recovery(model, sim):
     probs = model.get_mask_probabilities()
     assert list(probs.index) == [f"P{t}" for t in range(6)]
-    assert probs.shape == (6, 4)
+    assert probs.shape == (6, 8)
     auroc = scsae.tl.mask_recovery_auroc(probs, sim.uns["simulation"]["masks"])
     assert auroc >= 0.9, auroc
-    # the point estimate is sparse too: about as many open masks as true non-zeros (8)
-    assert 6 <= int((probs.to_numpy() > 0.5).sum()) <= 10, probs
+    # the point estimate is sparse too: of the 48 entries about as many open as true non-zeros
+    # (8); the surplus dimensions may carry a few more (9-12 in the benchmark)
+    assert 6 <= int((probs.to_numpy() > 0.5).sum()) <= 12, probs
 
 
-def test_mask_recovery_second_seed(split, sim):
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_mask_recovery_other_seeds(split, sim, seed):
     train, _ = split
     train = train.copy()
     scsae.SAMSVAE.setup_anndata(train)
-    m = scsae.SAMSVAE(train, **MODEL, random_state=1)
-    m.train(**{**TRAIN, "random_state": 1})
+    m = scsae.SAMSVAE(train, **MODEL, random_state=seed)
+    m.train(**{**TRAIN, "random_state": seed})
     auroc = scsae.tl.mask_recovery_auroc(m.get_mask_probabilities(), sim.uns["simulation"]["masks"])
     assert auroc >= 0.9, auroc
 
@@ -112,13 +116,13 @@ def test_latent_and_embeddings(model, split):
     train, test = split
     basal = model.get_latent_representation(kind="basal")
     full = model.get_latent_representation(kind="full")
-    assert basal.shape == full.shape == (train.n_obs, 4)
+    assert basal.shape == full.shape == (train.n_obs, 8)
     controls = (train.obs["target"] == "non-targeting").to_numpy()
     np.testing.assert_allclose(basal[controls], full[controls], atol=1e-5)
-    assert model.get_latent_representation(test).shape == (test.n_obs, 4)
+    assert model.get_latent_representation(test).shape == (test.n_obs, 8)
     emb = model.get_perturbation_embeddings()
-    assert emb.shape == (6, 4)
-    assert model.get_perturbation_embeddings(masked=True).shape == (6, 4)
+    assert emb.shape == (6, 8)
+    assert model.get_perturbation_embeddings(masked=True).shape == (6, 8)
     with pytest.raises(ValueError, match="'basal' or 'full'"):
         model.get_latent_representation(kind="shifted")
 
@@ -146,8 +150,11 @@ def test_predicted_combination_matches_truth(comparison, sim):
     }
     assert list(scores["samsvae"].index) == HELD_OUT
     mean = {name: ev[["pearson_all", "pearson_top"]].mean() for name, ev in scores.items()}
-    assert mean["samsvae"]["pearson_top"] > 0.6, scores["samsvae"]
-    assert (mean["samsvae"] > mean["cvae"] + 0.2).all(), mean
+    # with 8 latent dimensions and 90 epochs SAMS-VAE reaches 0.88 (all genes) / 0.92 (top 20)
+    # and the CVAE 0.68 / 0.72 (the CVAE gained more than SAMS-VAE from the larger latent, so
+    # the gap asked for is 0.15, down from 0.2, while the floor for SAMS-VAE rose from 0.6)
+    assert mean["samsvae"]["pearson_top"] > 0.8, scores["samsvae"]
+    assert (mean["samsvae"] > mean["cvae"] + 0.15).all(), mean
 
 
 def test_unknown_perturbation_errors(model):

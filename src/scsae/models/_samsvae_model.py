@@ -855,7 +855,7 @@ class SAMSVAE(BaseModelClass):
                 zero = torch.zeros(len(chunk), module.n_perturbations, device=device)
                 offset = (
                     torch.zeros(len(chunk), module.n_latent, device=device)
-                    if module.encode_offset
+                    if module.reads_offset
                     else None
                 )
                 mean, scale = module.encode(x, offset=offset, dosage=zero, batch=b)

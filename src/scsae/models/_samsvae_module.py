@@ -184,7 +184,7 @@ class SAMSVAEModule(BaseModuleClass):
         )
         self.enc_batch = nn.Linear(self.n_batch, n_hidden, bias=False) if self.n_batch else None
         self.enc_offset = None
-        if self.encode_offset and offset_input:
+        if offset_input and variant != "cvae":
             # starts at zero: the guide begins as N(g(x) - offset, s(x))
             self.enc_offset = nn.Linear(n_latent, n_hidden, bias=False)
             nn.init.zeros_(self.enc_offset.weight)
@@ -232,6 +232,11 @@ class SAMSVAEModule(BaseModuleClass):
             )
             nn.init.zeros_(self.guide_net[-1].weight)
             nn.init.zeros_(self.guide_net[-1].bias)
+
+    @property
+    def reads_offset(self) -> bool:
+        """Whether the basal encoder takes the sampled offset (subtracts it or reads it)."""
+        return self.encode_offset or self.enc_offset is not None
 
     # --- globals ----------------------------------------------------------------
     def global_parameters(self) -> list[nn.Parameter]:
@@ -463,7 +468,7 @@ class SAMSVAEModule(BaseModuleClass):
             offset = torch.zeros(k, x.shape[0], self.n_latent, device=x.device)
             kl_global = None
         qz_mean, qz_scale = self.encode(
-            x, offset=offset if self.encode_offset else None, dosage=dosage, batch=batch
+            x, offset=offset if self.reads_offset else None, dosage=dosage, batch=batch
         )
         qz_mean = qz_mean.expand(k, *x.shape[:1], self.n_latent)
         z_basal = self.sample_basal(qz_mean, qz_scale)
