@@ -160,10 +160,11 @@ class SAMSVAE(BaseModelClass):
     encode_offset
         Give the basal encoder the sampled perturbation offset.
     offset_input
-        Let the encoder's hidden layer read the offset too (not only subtract it), so
-        that ``q(z_b)`` can stay at its prior where the counts say little about the
-        effect (see :class:`~scsae.models._samsvae_module.SAMSVAEModule`). Off by
-        default: no gain on Papalexi in our runs.
+        Let the encoder's hidden layer read the offset too (not only subtract it; with
+        ``encode_offset=False`` only read it), so that ``q(z_b)`` can stay at its prior
+        where the counts say little about the effect (see
+        :class:`~scsae.models._samsvae_module.SAMSVAEModule`). Off by default: no gain
+        in own-gene recovery on Papalexi in our runs.
     dropout_rate
         Dropout in encoder and decoder.
     mask_init

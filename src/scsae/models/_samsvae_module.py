@@ -105,8 +105,10 @@ class SAMSVAEModule(BaseModuleClass):
         must remove the effect on its own and the shifts are learnt only
         through the likelihood.
     offset_input
-        With ``encode_offset``, also feed the sampled offset into the encoder's hidden
-        layer, ``q(z_b | x, offset) = N(g(x, offset) - offset, s(x, offset))``. Without
+        Feed the sampled offset into the encoder's hidden layer (weights start at zero):
+        with ``encode_offset`` ``q(z_b | x, offset) = N(g(x, offset) - offset, s(x, offset))``,
+        without it ``N(g(x, offset), s(x, offset))`` (the encoder learns which effects to
+        remove, the shifts learn through the likelihood). Without
         it the encoder cannot tell a perturbed cell from a control with the same counts:
         where the counts carry little information about the effect (a knocked-down gene
         of a few UMIs), the exact posterior of ``z_b`` stays near its prior and ``z``
