@@ -3,12 +3,13 @@
 Usage::
 
     pip install "scsae[bench]"   # eai-sparsify, sae-lens
-    python benchmarks/vs_peers.py [--n-obs 50000] [--epochs 20] [--threads 2]
+    python benchmarks/vs_peers.py [--n-obs 50000] [--epochs 20] [--threads 2] [--repeats 3]
 
 Every tool trains a TopK SAE with the same width, k, learning rate, batch
 size and number of epochs, on the same in-memory float32 tensor, each with
 its own training step (scsae: ``SparseAutoencoder.train``, i.e. its Lightning
-path, with its default encoder and with ``encoder_init="least_squares"``; sparsify: ``SparseCoder.forward`` with its FVU + AuxK losses, decoder
+path, with its default recipe and, for reference, with the plain transposed-decoder
+encoder init ``encoder_init="transpose"``; sparsify: ``SparseCoder.forward`` with its FVU + AuxK losses, decoder
 gradient projection and unit-norm decoder, as its ``Trainer`` does; SAELens:
 ``TopKTrainingSAE.training_forward_pass``). For the peers the loop around
 the step is written here: Adam, the same warm-up/decay schedule as scsae,
@@ -36,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-TOOLS = ("scsae", "scsae-ls", "sparsify", "saelens")
-#: scsae variants: the default recipe, and the least-squares encoder scale (opt-in)
-SCSAE_INIT = {"scsae": "transpose", "scsae-ls": "least_squares"}
+TOOLS = ("scsae", "scsae-tr", "sparsify", "saelens")
+#: scsae variants: the default recipe (least-squares encoder scale), and the plain transpose
+SCSAE_INIT = {"scsae": "auto", "scsae-tr": "transpose"}
 
 
 def peak_rss_mib() -> float:
@@ -132,7 +133,8 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             cells = (raw.shape[0] // args.batch_size) * args.batch_size * args.epochs
             m = model.get_metrics()
             fvu, dead, decoder = m["fvu"], m["dead_fraction"], model.decoder
-            note = f"kernel={model.train_params_['kernel']}, encoder_init={SCSAE_INIT[tool]}"
+            p = model.train_params_
+            note = f"kernel={p['kernel']}, encoder_init={p['encoder_init']}, decoder lr {p['decoder_lr']:.2g}"
         elif tool == "sparsify":
             try:
                 from sparsify import SparseCoder, SparseCoderConfig
@@ -229,13 +231,30 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
     )
 
 
-def make_data(kind: str, n_obs: int, path: Path) -> str:
+def _median_run(results: list) -> dict | str:
+    """The run with the median speed (seeded runs differ only in time), or the first failure."""
+    done = [r for r in results if isinstance(r, dict)]
+    if len(done) < len(results):
+        return next(r for r in results if not isinstance(r, dict))
+    done.sort(key=lambda r: r["cells/s"])
+    median = dict(done[len(done) // 2])
+    median["note"] += (
+        f" (median of {len(done)}: " + "/".join(f"{r['cells/s']:,.0f}" for r in done) + " cells/s)"
+    )
+    return median
+
+
+def make_data(kind: str, args: argparse.Namespace, path: Path) -> str:
+    n_obs = args.n_obs
     if kind == "simulated":
         import scsae
 
-        adata = scsae.datasets.simulate_superposition(n_obs, 64, 256, n_active=8, random_state=0)
+        n_true, n_active, seed = args.sim_directions, args.sim_active, args.sim_seed
+        adata = scsae.datasets.simulate_superposition(
+            n_obs, 64, n_true, n_active=n_active, random_state=seed
+        )
         np.savez(path, x=adata.obsm["X_emb"], true=adata.uns["simulation"]["true_dictionary"])
-        return "simulate_superposition(64 dims, 256 true directions, 8 active)"
+        return f"simulate_superposition(64 dims, {n_true} true directions, {n_active} active, seed {seed})"
     import scanpy as sc
 
     pcs = sc.datasets.pbmc68k_reduced().obsm["X_pca"].astype(np.float32)
@@ -259,26 +278,36 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
     parser.add_argument("--datasets", nargs="+", default=["simulated", "pbmc68k"])
+    parser.add_argument("--sim-directions", type=int, default=256)
+    parser.add_argument("--sim-active", type=int, default=8)
+    parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved runs per tool; the median speed is kept"
+    )
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
         f"{args.threads} torch threads per run; width {args.n_features}, k={args.k}, "
-        f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs of {args.n_obs:,} cells"
+        f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs of {args.n_obs:,} cells, "
+        f"median speed of {args.repeats} interleaved runs"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.datasets:
             path = Path(tmp) / f"{kind}.npz"
-            label = make_data(kind, args.n_obs, path)
-            rows = {}
-            for tool in args.tools:
-                queue = ctx.Queue()
-                proc = ctx.Process(target=run_tool, args=(tool, str(path), args, queue))
-                proc.start()
-                proc.join()
-                rows[tool] = (
-                    queue.get()[1] if not queue.empty() else f"crashed (exit {proc.exitcode})"
-                )
+            label = make_data(kind, args, path)
+            runs: dict[str, list] = {tool: [] for tool in args.tools}
+            # interleaved rounds, so that a slow spell of the machine hits every tool
+            for _ in range(args.repeats):
+                for tool in args.tools:
+                    queue = ctx.Queue()
+                    proc = ctx.Process(target=run_tool, args=(tool, str(path), args, queue))
+                    proc.start()
+                    proc.join()
+                    runs[tool].append(
+                        queue.get()[1] if not queue.empty() else f"crashed (exit {proc.exitcode})"
+                    )
+            rows = {tool: _median_run(results) for tool, results in runs.items()}
             print(f"\n{kind}: {label}")
             header = f"{'tool':9s} {'cells/s':>9s} {'x scsae':>7s} {'peak MiB':>8s} {'train MiB':>9s} {'FVU':>6s} {'x scsae':>7s} {'dead':>6s} {'MCC':>6s} {'x scsae':>7s}  note"
             print(header)

@@ -89,7 +89,10 @@ def test_topk_has_exactly_k_and_training_improves(adata):
     acts = model.get_feature_activations()
     assert (np.diff(acts.indptr) <= 3).all()
     fvu = model.history["train_fvu"]["train_fvu"].to_numpy()
-    assert fvu[-1] < 0.5 * fvu[0]
+    # the least-squares init starts low (first epoch 0.42, 0.63 with the plain transpose);
+    # training still cuts FVU well below where the plain transpose ends (0.29)
+    assert fvu[-1] < 0.6 * fvu[0]
+    assert model.get_metrics()["fvu"] < 0.26
     lr = model.history["lr"]["lr"].to_numpy()
     assert lr[-1] < lr.max()  # decays at the end
 

@@ -12,4 +12,6 @@ def test_recovers_256_directions_in_32_dims():
     learned = adata.uns["X_sae"]["decoder"]
     best = np.abs(truth @ learned.T).max(axis=1)
     assert (best >= 0.9).mean() >= 0.95
-    assert adata.uns["X_sae"]["metrics"]["dead_fraction"] <= 0.05
+    # 512 features for 256 true directions: the surplus may die (8% with the default
+    # least-squares init, which recovers all 256; 3% with the plain transpose, 255)
+    assert adata.uns["X_sae"]["metrics"]["dead_fraction"] <= 0.1

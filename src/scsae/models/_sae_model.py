@@ -363,6 +363,8 @@ class SparseAutoencoder:
             "dead_after_cells": int(cfg.dead_after_cells),
             "out_of_core": bool(out_of_core),
             "kernel": self.module.kernel,
+            "encoder_init": self.module.encoder_init,
+            "decoder_lr": plan.decoder_lr(),
             "precision": str(trainer_kwargs.get("precision", "32-true")),
         }
         if code_inference is not None:

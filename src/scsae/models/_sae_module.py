@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ._architectures import get_architecture
 
-ENCODER_INITS = ("transpose", "least_squares")
+ENCODER_INITS = ("auto", "transpose", "least_squares")
 KERNELS = ("auto", "dense", "sparse")
 
 
@@ -54,13 +54,14 @@ class SAEConfig:
         runs with the same seed can differ slightly: pass ``"dense"`` or
         ``"sparse"`` for bit-identical reruns (the choice is in ``train_params_``).
     encoder_init
-        ``"transpose"`` (default): the encoder starts as the transpose of the
-        unit-norm decoder. ``"least_squares"`` (TopK, BatchTopK): that encoder is
-        then scaled by the one factor that best reconstructs a sample of training
-        cells, see :meth:`SAEModule.initialize_encoder_scale`. It learns
-        simulated dictionaries faster and leaves fewer dead features, but on
-        ``pbmc68k_reduced`` it left more dead features and monocyte features less
-        pure, so it is not the default yet (docs: SAE recipe).
+        ``"transpose"``: the encoder starts as the transpose of the unit-norm
+        decoder. ``"least_squares"`` (TopK, BatchTopK): that encoder is then
+        scaled by the one factor that best reconstructs a sample of training
+        cells (:meth:`SAEModule.initialize_encoder_scale`), and the decoder
+        trains with the learning rate divided by that factor, so that Adam moves
+        encoder and decoder rows by the same fraction of their norm. ``"auto"``
+        (default): ``"least_squares"`` for TopK and BatchTopK, ``"transpose"``
+        otherwise (their encoder scale decides which features fire).
     """
 
     n_input: int
@@ -72,7 +73,7 @@ class SAEConfig:
     aux_coefficient: float = 1 / 32
     dead_after_cells: int = 100_000
     kernel: str = "auto"
-    encoder_init: str = "transpose"
+    encoder_init: str = "auto"
 
     def to_dict(self) -> dict:
         """Plain-dict form for saving."""
@@ -132,6 +133,12 @@ class SAEModule(nn.Module):
                 raise ValueError(msg)
         # kernel used in training: "auto" until the training plan has timed both
         self.kernel = config.kernel if self.activation.supports_sparse else "dense"
+        if config.encoder_init == "auto":
+            self.encoder_init = "least_squares" if self.activation.supports_sparse else "transpose"
+        else:
+            self.encoder_init = config.encoder_init
+        #: factor the encoder was scaled by at initialisation (the decoder's lr is divided by it)
+        self.encoder_scale = 1.0
         self.register_buffer("input_mean", torch.zeros(d))
         self.register_buffer("input_scale", torch.tensor(1.0))
         self.register_buffer("cells_since_fired", torch.zeros(n, dtype=torch.long))
@@ -318,10 +325,11 @@ class SAEModule(nn.Module):
         Selection architectures pick the same features at any encoder scale,
         so one scalar, the least-squares fit of ``x - b_dec`` by those
         reconstructions, starts training at the best reconstruction of that
-        support. Only with ``config.encoder_init == "least_squares"``; other
+        support. Only when :attr:`encoder_init` is ``"least_squares"``; other
         architectures cannot use it: their scale sets which features fire.
+        The factor multiplies :attr:`encoder_scale`.
         """
-        if self.config.encoder_init != "least_squares":
+        if self.encoder_init != "least_squares":
             return
         was_training = self.training
         self.eval()  # per-cell top-k; no running state is touched
@@ -333,7 +341,9 @@ class SAEModule(nn.Module):
             power += float(recon.pow(2).sum())
         self.train(was_training)
         if power > 0 and cross > 0:
-            self.W_enc *= cross / power
+            factor = cross / power
+            self.W_enc *= factor
+            self.encoder_scale *= factor
 
     @torch.no_grad()
     def initialize_decoder_bias(self, x: Tensor, *, n_iter: int = 50) -> None:

@@ -174,8 +174,22 @@ class SAETrainingPlan(pl.LightningModule):
         if self.unit_norm_decoder:
             self.module.set_decoder_norm_to_unit()
 
+    def decoder_lr(self) -> float:
+        """Peak learning rate of ``W_dec``: ``lr`` over the encoder's initial scale.
+
+        Adam moves every weight by about ``lr`` whatever its size, so with an
+        encoder scaled down at initialisation (least-squares init) an equal lr
+        would turn its rows fast and the unit-norm decoder rows slowly; dividing
+        by the scale moves both by the same fraction of their norm.
+        """
+        return self.lr / self.module.encoder_scale
+
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
+        decoder = self.module.W_dec
+        rest = [p for p in self.module.parameters() if p is not decoder]
+        optimizer = torch.optim.Adam(
+            [{"params": rest}, {"params": [decoder], "lr": self.decoder_lr()}], lr=self.lr
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total))
         return {
