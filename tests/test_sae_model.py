@@ -75,6 +75,23 @@ def test_least_squares_encoder_init_starts_at_the_best_scale(adata, architecture
     assert torch.allclose(scaled.W_enc / plain.W_enc, ratio, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("architecture", "expected"),
+    [("topk", "least_squares"), ("batchtopk", "least_squares"), ("relu", "transpose")],
+)
+def test_auto_encoder_init_and_decoder_lr(adata, architecture, expected):
+    model = _trained(adata, architecture=architecture, max_epochs=2)
+    params = model.train_params_
+    assert params["encoder_init"] == expected
+    scale = model.module.encoder_scale
+    if expected == "transpose":
+        assert scale == 1.0
+    else:  # 3 of 128 overlapping rows over-shoot: the encoder starts scaled down
+        assert 0 < scale < 0.9
+    # the decoder moves by the same fraction of its norm as the scaled encoder
+    assert params["decoder_lr"] == pytest.approx(params["lr"] / scale)
+
+
 def test_least_squares_encoder_init_needs_a_selection_architecture():
     from scsae.models._sae_module import SAEConfig, SAEModule
 

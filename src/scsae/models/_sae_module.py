@@ -234,8 +234,7 @@ class SAEModule(nn.Module):
             return pre.new_zeros(())
         aux_k = min(self.config.aux_k or max(1, self.config.n_input // 2), n_dead)
         with torch.no_grad():
-            masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
-            indices = masked.topk(aux_k, dim=-1, sorted=False).indices
+            indices = self._top_dead(pre, dead, aux_k)[1]
         values = self._selected(centred, indices, None)
         residual_hat = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
         target = residual.detach()
@@ -251,15 +250,24 @@ class SAEModule(nn.Module):
             return pre.new_zeros(())
         aux_k = self.config.aux_k or max(1, self.config.n_input // 2)
         aux_k = min(aux_k, n_dead)
-        masked = torch.where(dead, pre, torch.full_like(pre, -torch.inf))
-        top = masked.topk(aux_k, dim=-1, sorted=False)
-        values = torch.relu(top.values)
-        residual_hat = (values.unsqueeze(-1) * self.W_dec[top.indices]).sum(-2)
+        values, indices = self._top_dead(pre, dead, aux_k)
+        residual_hat = (torch.relu(values).unsqueeze(-1) * self.W_dec[indices]).sum(-2)
         target = residual.detach()
         denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
         # scale down while few features are dead, as the residual is shared by few
         weight = min(n_dead / aux_k, 1.0)
         return weight * (residual_hat - target).pow(2).sum() / denom
+
+    @staticmethod
+    def _top_dead(pre: Tensor, dead: Tensor, aux_k: int) -> tuple[Tensor, Tensor]:
+        """Pre-activations and feature ids of each cell's ``aux_k`` largest dead features.
+
+        Selects among the dead columns only: usually few features are dead, and a
+        top-k over all of them would cost as much as the forward pass.
+        """
+        dead_ids = dead.nonzero().squeeze(1)
+        top = pre[:, dead_ids].topk(aux_k, dim=-1, sorted=False)
+        return top.values, dead_ids[top.indices]
 
     # --- dead features --------------------------------------------------------
     def dead_mask(self) -> Tensor:
