@@ -333,9 +333,9 @@ class SAEModule(nn.Module):
         Selection architectures pick the same features at any encoder scale,
         so one scalar, the least-squares fit of ``x - b_dec`` by those
         reconstructions, starts training at the best reconstruction of that
-        support. Only when :attr:`encoder_init` is ``"least_squares"``; other
+        support. Only when ``self.encoder_init`` is ``"least_squares"``; other
         architectures cannot use it: their scale sets which features fire.
-        The factor multiplies :attr:`encoder_scale`.
+        The factor multiplies ``self.encoder_scale``.
         """
         if self.encoder_init != "least_squares":
             return
