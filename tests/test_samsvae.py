@@ -111,6 +111,20 @@ def test_heldout_combinations_beat_baselines(comparison):
     assert (table["seconds_per_epoch"] > 0).all()
 
 
+def test_nb_log_likelihood_matches_scvi():
+    # the particle-shared log-gamma terms give the same value as scvi-tools' distribution
+    from scvi.distributions import NegativeBinomial
+
+    from scsae.models._samsvae_module import nb_log_likelihood
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.poisson(5 * torch.rand(7, 30, generator=gen))
+    mu = 6 * torch.rand(3, 7, 30, generator=gen) + 1e-3
+    theta = 10 * torch.rand(30, generator=gen) + 0.1
+    expected = NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
+    torch.testing.assert_close(nb_log_likelihood(x, mu, theta), expected, rtol=1e-5, atol=1e-3)
+
+
 # --- API --------------------------------------------------------------------------
 def test_latent_and_embeddings(model, split):
     train, test = split

@@ -218,6 +218,7 @@ class SAMSVAE(BaseModelClass):
         dropout_rate: float = 0.0,
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
+        embedding_init: float = 0.1,
         random_state: int = 0,
     ) -> None:
         super().__init__(adata)
@@ -240,6 +241,7 @@ class SAMSVAE(BaseModelClass):
                 dropout_rate=dropout_rate,
                 mask_init=mask_init,
                 basal_covariance=basal_covariance,
+                embedding_init=embedding_init,
             )
         self._model_summary_string = (
             f"SAMSVAE(variant={variant!r}, guide={guide!r}, n_latent={n_latent}, "

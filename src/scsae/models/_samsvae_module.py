@@ -28,7 +28,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.distributions import NegativeBinomial
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
@@ -59,6 +58,22 @@ def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Seq
 def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Log density of independent normals, summed over the last axis."""
     return (-0.5 * ((x - mean) / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI).sum(-1)
+
+
+def nb_log_likelihood(
+    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Negative binomial log likelihood summed over genes; ``mu`` may carry particle axes.
+
+    The same value as :class:`scvi.distributions.NegativeBinomial`, but the terms that do
+    not depend on ``mu`` (the three log-gamma functions and ``theta log theta``) are
+    computed once per cell instead of once per particle: they are most of the cost.
+    """
+    x_theta = x + theta
+    per_cell = torch.lgamma(x_theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+    per_cell = (per_cell + theta * torch.log(theta + eps)).sum(-1)
+    per_particle = x * torch.log(mu + eps) - x_theta * torch.log(theta + mu + eps)
+    return per_cell + per_particle.sum(-1)
 
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -121,6 +136,9 @@ class SAMSVAEModule(BaseModuleClass):
     mask_init
         Initial mask logit; 0 starts at probability 0.5, `None` at the prior,
         ``logit(mask_prior)`` (see :class:`~scsae.models.SAMSVAE`).
+    embedding_init
+        Standard deviation of the random initial embedding means (see
+        :class:`~scsae.models.SAMSVAE`).
     """
 
     def __init__(
@@ -142,6 +160,7 @@ class SAMSVAEModule(BaseModuleClass):
         dropout_rate: float = 0.0,
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
+        embedding_init: float = 0.1,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -162,6 +181,9 @@ class SAMSVAEModule(BaseModuleClass):
         if n_particles < 1:
             msg = f"n_particles={n_particles} must be at least 1."
             raise ValueError(msg)
+        if not embedding_init >= 0:
+            msg = f"embedding_init={embedding_init} must be non-negative."
+            raise ValueError(msg)
         self.n_input = n_input
         self.n_perturbations = n_perturbations
         self.n_batch = n_batch if n_batch > 1 else 0
@@ -171,7 +193,9 @@ class SAMSVAEModule(BaseModuleClass):
         self.mask_prior = float(mask_prior)
         self.temperature = float(temperature)
         self.n_particles = int(n_particles)
-        self.encode_offset = bool(encode_offset) and variant != "cvae"
+        self.encode_offset = (
+            False if variant == "cvae" else "tilt" if encode_offset == "tilt" else bool(encode_offset)
+        )
         self.basal_covariance = basal_covariance
         self.open_masks = False
         self.register_buffer("perturbation_counts", torch.zeros(n_perturbations))
@@ -212,7 +236,7 @@ class SAMSVAEModule(BaseModuleClass):
 
         # variational globals
         if variant != "cvae":
-            self.emb_mean = nn.Parameter(0.1 * torch.randn(n_perturbations, n_latent))
+            self.emb_mean = nn.Parameter(embedding_init * torch.randn(n_perturbations, n_latent))
             self.emb_log_scale = nn.Parameter(
                 torch.full((n_perturbations, n_latent), math.log(0.1))
             )
@@ -373,15 +397,27 @@ class SAMSVAEModule(BaseModuleClass):
             h = h + self.enc_offset(offset)  # (particles x) cells x hidden
         h = self.enc_body(h)
         mean = self.enc_mean(h)
-        if self.encode_offset and offset is not None:
-            mean = mean - offset
         scale = torch.exp(self.enc_log_scale(h).clamp(-7, 3))
         if self.basal_covariance == "full":
             tril = torch.diag_embed(scale)
             rows, cols = self.tril_index
             tril[..., rows, cols] = self.enc_tril(h)
             scale = tril
+        if self.encode_offset and offset is not None:
+            mean = mean - offset
+            if self.encode_offset == "tilt":
+                mean = mean + self.basal_covariance_times(scale, offset)
         return mean, scale
+
+    def basal_covariance_times(self, scale: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``v @ Sigma`` for the covariance ``Sigma`` of ``q(z_b)``; ``v`` may carry particle axes."""
+        if self.basal_covariance == "diagonal":
+            return v * scale**2
+        transform = self.latent_transform
+        identity = torch.equal(transform, torch.eye(self.n_latent, device=transform.device))
+        u = v if identity else v @ transform.T
+        u = ((u.unsqueeze(-2) @ scale) @ scale.transpose(-1, -2)).squeeze(-2)
+        return u if identity else u @ transform
 
     # --- q(z_b): diagonal scales (..., d) or a Cholesky factor (..., d, d) ---------------
     def sample_basal(
@@ -514,8 +550,7 @@ class SAMSVAEModule(BaseModuleClass):
         self, x: torch.Tensor, generative_outputs: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         """``log p(x | z)`` summed over genes (particles x cells)."""
-        dist = NegativeBinomial(mu=generative_outputs["px_rate"], theta=generative_outputs["theta"])
-        return dist.log_prob(x).sum(-1)
+        return nb_log_likelihood(x, generative_outputs["px_rate"], generative_outputs["theta"])
 
     def global_kl_per_cell(
         self, dosage: torch.Tensor, kl_global: torch.Tensor | None
