@@ -9,7 +9,7 @@ ATE (1 = most decreased).
 
 Usage::
 
-    python benchmarks/samsvae_papalexi.py [--epochs 30] [--threads 2] [--path FILE]
+    python benchmarks/samsvae_papalexi.py [--epochs 120] [--threads 1] [--path FILE]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def own_gene_ranks(ate: pd.DataFrame, targets: list[str]) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", default=str(DEFAULT) if DEFAULT.exists() else None)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--n-latent", type=int, default=10)
+    parser.add_argument("--n-latent", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--align-rounds", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)

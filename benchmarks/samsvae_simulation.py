@@ -75,13 +75,13 @@ def run(
         random_state=seed,
         return_models=True,
     )
-    auroc = scsae.tl.mask_recovery_auroc(
-        models["samsvae"].get_mask_probabilities(), sim.uns["simulation"]["masks"]
-    )
+    probs = models["samsvae"].get_mask_probabilities()
+    auroc = scsae.tl.mask_recovery_auroc(probs, sim.uns["simulation"]["masks"])
     return {
         "seed": seed,
         "n_train": int(train.n_obs),
         "auroc": round(auroc, 4),
+        "open_masks": int((probs.to_numpy() > 0.5).sum()),
         **{f"iwelbo_{k}": round(float(v), 3) for k, v in table["test_iwelbo"].items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -35,9 +35,11 @@ DOSAGE_KEY = "dosage"
 VARIANTS = ("samsvae", "additive", "cvae")
 GUIDES = ("mean_field", "correlated")
 COVARIANCES = ("full", "diagonal")
+OFFSET_GUIDES = ("tilt", "subtract", "none")
 Variant = Literal["samsvae", "additive", "cvae"]
 Guide = Literal["mean_field", "correlated"]
 Covariance = Literal["full", "diagonal"]
+OffsetGuide = Literal["tilt", "subtract", "none"]
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -114,23 +116,18 @@ class SAMSVAEModule(BaseModuleClass):
         Temperature of the relaxed Bernoulli used for the straight-through masks.
     n_particles
         Monte Carlo particles (global and local samples) per training step.
-    encode_offset
-        Condition the basal encoder on the sampled perturbation offset:
-        ``q(z_b | x, offset) = N(g(x) - offset, s(x))``. Without it ``q(z_b | x)``
-        must remove the effect on its own and the shifts are learnt only
-        through the likelihood.
+    offset_guide
+        How ``q(z_b | x, offset)`` uses the sampled perturbation offset ``s``, given the
+        encoder's Gaussian ``N(g(x), S(x))``: ``"tilt"`` gives ``N(g(x) + S(x) s - s, S(x))``,
+        the posterior of an unperturbed cell re-weighted to the shifted prior of ``z``,
+        ``N(s, I)`` (exact for a Gaussian posterior; the full latent ``z`` follows the
+        counts where they pin it and the prior shift where they do not, so the likelihood
+        reaches the shifts there); ``"subtract"`` gives ``N(g(x) - s, S(x))`` (``z`` follows
+        the counts whatever ``s``; the shifts learn only from the basal KL);
+        ``"none"`` gives ``N(g(x), S(x))`` (the encoder ignores ``s``).
     offset_input
-        Feed the sampled offset into the encoder's hidden layer (weights start at zero):
-        with ``encode_offset`` ``q(z_b | x, offset) = N(g(x, offset) - offset, s(x, offset))``,
-        without it ``N(g(x, offset), s(x, offset))`` (the encoder learns which effects to
-        remove, the shifts learn through the likelihood). Without
-        it the encoder cannot tell a perturbed cell from a control with the same counts:
-        where the counts carry little information about the effect (a knocked-down gene
-        of a few UMIs), the exact posterior of ``z_b`` stays near its prior and ``z``
-        moves by the shift, but ``g(x) - offset`` moves ``z_b`` instead and leaves ``z``
-        where a control would be, so the decoder never learns what the shift does.
-        Off by default: on Papalexi it did not improve held-out IWELBO or the ATE in
-        our runs (see the docs).
+        Feed the sampled offset into the encoder's hidden layer too (weights start at
+        zero), so that ``g`` and ``S`` may depend on it.
     dropout_rate
         Dropout in encoder and decoder.
     mask_init
@@ -147,7 +144,7 @@ class SAMSVAEModule(BaseModuleClass):
         n_perturbations: int,
         *,
         n_batch: int = 0,
-        n_latent: int = 10,
+        n_latent: int = 32,
         n_hidden: int = 128,
         n_layers: int = 1,
         variant: Variant = "samsvae",
@@ -155,12 +152,12 @@ class SAMSVAEModule(BaseModuleClass):
         mask_prior: float = 0.1,
         temperature: float = 0.5,
         n_particles: int = 5,
-        encode_offset: bool = True,
+        offset_guide: OffsetGuide = "tilt",
         offset_input: bool = False,
         dropout_rate: float = 0.0,
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
-        embedding_init: float = 0.1,
+        embedding_init: float = 3.0,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -171,6 +168,9 @@ class SAMSVAEModule(BaseModuleClass):
             raise ValueError(msg)
         if guide == "correlated" and variant != "samsvae":
             msg = f"guide='correlated' conditions embeddings on masks; variant={variant!r} has no masks."
+            raise ValueError(msg)
+        if offset_guide not in OFFSET_GUIDES:
+            msg = f"offset_guide={offset_guide!r} is not one of {OFFSET_GUIDES}."
             raise ValueError(msg)
         if basal_covariance not in COVARIANCES:
             msg = f"basal_covariance={basal_covariance!r} is not one of {COVARIANCES}."
@@ -193,17 +193,13 @@ class SAMSVAEModule(BaseModuleClass):
         self.mask_prior = float(mask_prior)
         self.temperature = float(temperature)
         self.n_particles = int(n_particles)
-        self.encode_offset = (
-            False if variant == "cvae" else "tilt" if encode_offset == "tilt" else bool(encode_offset)
-        )
+        self.offset_guide = "none" if variant == "cvae" else offset_guide
         self.basal_covariance = basal_covariance
         self.open_masks = False
         self.register_buffer("perturbation_counts", torch.zeros(n_perturbations))
 
-        # encoder q(z_b | x, offset or dosage, batch): with ``encode_offset`` the network
-        # predicts the full latent z from the counts and the sampled offset is subtracted,
-        # z_b = g(x) - sum_t d_t (e_t * m_t), so the prior N(0, I) on z_b pulls the shifts
-        # towards the perturbed cells' latent states
+        # encoder q(z_b | x, offset or dosage, batch): the network gives the posterior of an
+        # unperturbed cell, N(g(x), S(x)); ``offset_guide`` moves it to the perturbed prior
         self.enc_x = nn.Linear(n_input, n_hidden)
         self.enc_dosage = (
             nn.Linear(n_perturbations, n_hidden, bias=False) if variant == "cvae" else None
@@ -211,7 +207,7 @@ class SAMSVAEModule(BaseModuleClass):
         self.enc_batch = nn.Linear(self.n_batch, n_hidden, bias=False) if self.n_batch else None
         self.enc_offset = None
         if offset_input and variant != "cvae":
-            # starts at zero: the guide begins as N(g(x) - offset, s(x))
+            # starts at zero: the guide begins as the one of ``offset_guide``
             self.enc_offset = nn.Linear(n_latent, n_hidden, bias=False)
             nn.init.zeros_(self.enc_offset.weight)
         self.enc_body = nn.Sequential(
@@ -262,7 +258,7 @@ class SAMSVAEModule(BaseModuleClass):
     @property
     def reads_offset(self) -> bool:
         """Whether the basal encoder takes the sampled offset (subtracts it or reads it)."""
-        return self.encode_offset or self.enc_offset is not None
+        return self.offset_guide != "none" or self.enc_offset is not None
 
     # --- globals ----------------------------------------------------------------
     def global_parameters(self) -> list[nn.Parameter]:
@@ -384,8 +380,7 @@ class SAMSVAEModule(BaseModuleClass):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale of ``q(z_b | x, ...)``; ``offset`` may carry a leading particle axis.
 
-        With ``encode_offset`` the mean is ``g(x) - offset``: the network encodes the
-        perturbed latent and the perturbation's sampled shift is removed.
+        ``offset_guide`` says how the mean uses ``offset`` (see the class docstring).
         """
         library = x.sum(-1, keepdim=True).clamp(min=1.0)
         h = self.enc_x(torch.log1p(x / library * 1e4))
@@ -403,10 +398,11 @@ class SAMSVAEModule(BaseModuleClass):
             rows, cols = self.tril_index
             tril[..., rows, cols] = self.enc_tril(h)
             scale = tril
-        if self.encode_offset and offset is not None:
+        if offset is not None and self.offset_guide == "subtract":
             mean = mean - offset
-            if self.encode_offset == "tilt":
-                mean = mean + self.basal_covariance_times(scale, offset)
+        elif offset is not None and self.offset_guide == "tilt":
+            # N(g, S) re-weighted by N(z; s, I) / N(z; 0, I) is N(g + S s, S) in z = z_b + s
+            mean = mean + self.basal_covariance_times(scale, offset) - offset
         return mean, scale
 
     def basal_covariance_times(self, scale: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
