@@ -343,7 +343,9 @@ class SAMSVAEModule(BaseModuleClass):
         rotations are meaningful and the scales are kept (an approximation). The
         embedding means become the expected shifts ``E[e_t * m_t]`` mapped; the
         embeddings' diagonal scales are kept. SAMS-VAE masks restart at the
-        prior (the old masks refer to the old axes).
+        prior (the old masks refer to the old axes). With ``offset_guide="tilt"`` the
+        guide of perturbed cells follows from the mapped ``N(g, S)`` and the prior of the
+        new coordinates, as before the map.
         """
         if self.variant == "cvae":
             msg = "The conditional VAE has no perturbation embeddings to align."
