@@ -9,7 +9,7 @@ ATE (1 = most decreased).
 
 Usage::
 
-    python benchmarks/samsvae_papalexi.py [--epochs 120] [--threads 1] [--path FILE]
+    python benchmarks/samsvae_papalexi.py [--epochs 120] [--threads 2] [--path FILE]
 """
 
 from __future__ import annotations
