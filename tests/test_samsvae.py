@@ -96,13 +96,13 @@ def test_mask_recovery_other_seeds(split, sim):
     # one seed in four or five splits a single-dimension effect over two axes (AUROC 0.77 on
     # seeds 4 and 7 of 0-7): ask for >= 0.9 on three of the four seeds and >= 0.7 on all
     train, _ = split
+    masks = sim.uns["simulation"]["masks"]
     aurocs = []
     for seed in (1, 2, 3, 4):
         data = train.copy()
         scsae.SAMSVAE.setup_anndata(data)
         m = scsae.SAMSVAE(data, **MODEL, random_state=seed)
         m.train(**{**TRAIN, "random_state": seed})
-        masks = sim.uns["simulation"]["masks"]
         aurocs.append(scsae.tl.mask_recovery_auroc(m.get_mask_probabilities(), masks))
     assert sum(a >= 0.9 for a in aurocs) >= 3, aurocs
     assert min(aurocs) >= 0.7, aurocs

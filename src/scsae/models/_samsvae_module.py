@@ -407,12 +407,17 @@ class SAMSVAEModule(BaseModuleClass):
             mean = mean + self.basal_covariance_times(scale, offset) - offset
         return mean, scale
 
+    def _untransformed(self) -> bool:
+        """Whether no :meth:`transform_latent` map has been applied (its products can be skipped)."""
+        transform = self.latent_transform
+        return torch.equal(transform, torch.eye(self.n_latent, device=transform.device))
+
     def basal_covariance_times(self, scale: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``v @ Sigma`` for the covariance ``Sigma`` of ``q(z_b)``; ``v`` may carry particle axes."""
         if self.basal_covariance == "diagonal":
             return v * scale**2
         transform = self.latent_transform
-        identity = torch.equal(transform, torch.eye(self.n_latent, device=transform.device))
+        identity = self._untransformed()
         u = v if identity else v @ transform.T
         u = ((u.unsqueeze(-2) @ scale) @ scale.transpose(-1, -2)).squeeze(-2)
         return u if identity else u @ transform
@@ -452,7 +457,7 @@ class SAMSVAEModule(BaseModuleClass):
             return kl_normal_standard(mean, scale)
         transform = self.latent_transform
         log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
-        if torch.equal(transform, torch.eye(self.n_latent, device=transform.device)):
+        if self._untransformed():
             # no transform_latent yet: skip a (cells x d x d) @ (d x d) product, O(d^3) per cell
             trace = (scale**2).sum((-2, -1))
         else:
