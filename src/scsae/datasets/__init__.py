@@ -1,15 +1,19 @@
-"""datasets namespace."""
+"""Datasets: simulators with ground truth and loaders of real data.
 
-from ._expression import simulate_hierarchical_expression
-from ._genesets import hallmark, progeny
-from ._perturbations import papalexi2021, simulate_perturbations
-from ._superposition import simulate_superposition
+Each function's module loads on first use (see :mod:`scsae._utils._lazy`).
+"""
 
-__all__ = [
-    "hallmark",
-    "papalexi2021",
-    "progeny",
-    "simulate_hierarchical_expression",
-    "simulate_perturbations",
-    "simulate_superposition",
-]
+from .._utils._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "hallmark": "._genesets",
+        "papalexi2021": "._perturbations",
+        "progeny": "._genesets",
+        "simulate_hierarchical_expression": "._expression",
+        "simulate_perturbations": "._perturbations",
+        "simulate_superposition": "._superposition",
+    },
+)

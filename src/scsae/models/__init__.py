@@ -1,21 +1,24 @@
-"""Model classes and their torch modules."""
+"""Model classes and their torch modules.
 
-from ._architectures import ARCHITECTURES, Architecture
-from ._inference import INFERENCE, Inference
-from ._sae_model import SparseAutoencoder
-from ._sae_module import SAEConfig, SAEModule, SAEOutput
-from ._samsvae_model import SAMSVAE
-from ._samsvae_module import SAMSVAEModule
+Each class's module loads on first use, so the SAE never imports scvi-tools
+(see :mod:`scsae._utils._lazy`).
+"""
 
-__all__ = [
-    "ARCHITECTURES",
-    "INFERENCE",
-    "SAMSVAE",
-    "Architecture",
-    "Inference",
-    "SAEConfig",
-    "SAEModule",
-    "SAEOutput",
-    "SAMSVAEModule",
-    "SparseAutoencoder",
-]
+from .._utils._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "ARCHITECTURES": "._architectures",
+        "Architecture": "._architectures",
+        "INFERENCE": "._inference",
+        "Inference": "._inference",
+        "SAEConfig": "._sae_module",
+        "SAEModule": "._sae_module",
+        "SAEOutput": "._sae_module",
+        "SAMSVAE": "._samsvae_model",
+        "SAMSVAEModule": "._samsvae_module",
+        "SparseAutoencoder": "._sae_model",
+    },
+)

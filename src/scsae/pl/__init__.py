@@ -1,24 +1,24 @@
-"""Plots: read what tl wrote into AnnData (or a model's history) and draw."""
+"""Plots: read what tl wrote into AnnData (or a model's history) and draw.
 
-from ._density import feature_density
-from ._feature_obs import feature_obs
-from ._features import features
-from ._history import training_history
-from ._pathways import pathways
-from ._perturbation import ate_scatter, mask_heatmap, perturbation_embedding
-from ._recovery import inference_tradeoff, recovery_matrix
-from ._top_genes import top_genes
+Each function's module (and matplotlib) loads on first use (see :mod:`scsae._utils._lazy`).
+"""
 
-__all__ = [
-    "ate_scatter",
-    "feature_density",
-    "feature_obs",
-    "features",
-    "inference_tradeoff",
-    "mask_heatmap",
-    "pathways",
-    "perturbation_embedding",
-    "recovery_matrix",
-    "top_genes",
-    "training_history",
-]
+from .._utils._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "ate_scatter": "._perturbation",
+        "feature_density": "._density",
+        "feature_obs": "._feature_obs",
+        "features": "._features",
+        "inference_tradeoff": "._recovery",
+        "mask_heatmap": "._perturbation",
+        "pathways": "._pathways",
+        "perturbation_embedding": "._perturbation",
+        "recovery_matrix": "._recovery",
+        "top_genes": "._top_genes",
+        "training_history": "._history",
+    },
+)

@@ -1,5 +1,14 @@
-"""pp namespace."""
+"""Preprocessing: checks and preparation of inputs.
 
-from ._dosage import perturbation_dosage
+Each function's module loads on first use (see :mod:`scsae._utils._lazy`).
+"""
 
-__all__ = ["perturbation_dosage"]
+from .._utils._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "perturbation_dosage": "._dosage",
+    },
+)

@@ -1,29 +1,24 @@
-"""Tools: scanpy-style functions that write results into AnnData."""
+"""Tools: scanpy-style functions that write results into AnnData.
 
-from ._enrichment import feature_enrichment
-from ._feature_genes import feature_genes
-from ._feature_table import feature_table
-from ._pathways import link_pathways
-from ._perturbation import (
-    average_treatment_effect,
-    compare_perturbation_models,
-    evaluate_ate,
-    mask_recovery_auroc,
-    perturbation_split,
+Each function's module loads on first use (see :mod:`scsae._utils._lazy`).
+"""
+
+from .._utils._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    globals(),
+    {
+        "average_treatment_effect": "._perturbation",
+        "compare_perturbation_models": "._perturbation",
+        "evaluate_ate": "._perturbation",
+        "feature_enrichment": "._enrichment",
+        "feature_genes": "._feature_genes",
+        "feature_recovery": "._recovery",
+        "feature_table": "._feature_table",
+        "link_pathways": "._pathways",
+        "mask_recovery_auroc": "._perturbation",
+        "perturbation_split": "._perturbation",
+        "sae": "._sae",
+    },
 )
-from ._recovery import feature_recovery
-from ._sae import sae
-
-__all__ = [
-    "average_treatment_effect",
-    "compare_perturbation_models",
-    "evaluate_ate",
-    "feature_enrichment",
-    "feature_genes",
-    "feature_recovery",
-    "feature_table",
-    "link_pathways",
-    "mask_recovery_auroc",
-    "perturbation_split",
-    "sae",
-]
