@@ -1,11 +1,20 @@
-"""Gene-set resources for :func:`scsae.tl.link_pathways`: a local file, or decoupler online."""
+"""Gene-set resources for :func:`scsae.tl.link_pathways`: a local file, or decoupler online.
+
+A copy of MSigDB Hallmark (v7.5.1, CC BY 4.0) ships in ``_data/`` for machines
+without internet; ``_data/MSIGDB_HALLMARK.md`` records its source and attribution.
+"""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from os import PathLike
 from pathlib import Path
 
 import pandas as pd
+from scanpy import logging as logg
+
+HALLMARK_VERSION = "7.5.1"
+HALLMARK_FILE = files(__package__) / "_data" / f"h.all.v{HALLMARK_VERSION}.symbols.gmt"
 
 
 def _read(path: str | PathLike) -> pd.DataFrame:
@@ -37,10 +46,15 @@ def hallmark(path: str | PathLike | None = None, *, organism: str = "human") -> 
     ----------
     path
         A local GMT file (e.g. ``h.all.v7.0.symbols.gmt`` from MSigDB). `None`
-        downloads the current sets through :func:`decoupler.op.hallmark` (needs
-        internet).
+        downloads the current sets through :func:`decoupler.op.hallmark`; when
+        the download fails (no internet), the copy of MSigDB Hallmark v7.5.1
+        shipped with scsae is used instead and a warning says so. That copy is
+        licensed CC BY 4.0 (Liberzon et al. 2015, Cell Systems; MSigDB, Broad
+        Institute); its source and checksum are in the package's
+        ``datasets/_data/MSIGDB_HALLMARK.md``.
     organism
-        Organism for the download (decoupler translates human symbols).
+        Organism for the download (decoupler translates human symbols; the
+        bundled copy is human only).
 
     Returns
     -------
@@ -49,14 +63,27 @@ def hallmark(path: str | PathLike | None = None, *, organism: str = "human") -> 
 
     Examples
     --------
-    >>> net = scsae.datasets.hallmark()  # online
+    >>> net = scsae.datasets.hallmark()  # online, or the bundled copy offline
     >>> net = scsae.datasets.hallmark("h.all.v7.0.symbols.gmt")  # local copy
     """
     if path is not None:
         return _read(path)
     import decoupler as dc
 
-    net = dc.op.hallmark(organism=organism)
+    try:
+        net = dc.op.hallmark(organism=organism)
+    except OSError as err:  # requests' and urllib's connection errors are OSErrors
+        if organism != "human":
+            msg = f"Could not download the Hallmark sets ({err}); pass path= a local GMT file for {organism!r}."
+            raise ConnectionError(msg) from err
+        logg.warning(
+            f"could not download the Hallmark sets ({type(err).__name__}); using the copy of "
+            f"MSigDB Hallmark v{HALLMARK_VERSION} (CC BY 4.0) shipped with scsae"
+        )
+        net = _read(HALLMARK_FILE)
+        # the names decoupler's online copy uses
+        net["source"] = net["source"].str.removeprefix("HALLMARK_")
+        return net
     return net[["source", "target"]].drop_duplicates().assign(weight=1.0).reset_index(drop=True)
 
 
@@ -69,7 +96,8 @@ def progeny(
     ----------
     path
         A local long CSV with ``source``, ``target``, ``weight`` columns. `None`
-        downloads the model through :func:`decoupler.op.progeny` (needs internet).
+        downloads the model through :func:`decoupler.op.progeny` (needs internet;
+        offline, pass a local copy).
     organism
         Organism for the download.
     top
@@ -83,4 +111,12 @@ def progeny(
         return _read(path)
     import decoupler as dc
 
-    return dc.op.progeny(organism=organism, top=top)[["source", "target", "weight"]]
+    try:
+        net = dc.op.progeny(organism=organism, top=top)
+    except OSError as err:
+        msg = (
+            f"Could not download PROGENy ({err}); offline, pass path= a local CSV "
+            "with source, target and weight columns."
+        )
+        raise ConnectionError(msg) from err
+    return net[["source", "target", "weight"]]

@@ -17,6 +17,7 @@ from scipy import sparse
 from .. import __version__
 from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, get_embedding
+from .._utils._progress import DOC_PROGRESS_BAR
 from ._architectures import Architecture, get_architecture
 from ._inference import Inference, get_inference
 from ._inference._dictionary import check_code_inference
@@ -95,7 +96,7 @@ class SparseAutoencoder:
     >>> adata = sc.datasets.pbmc68k_reduced()
     >>> scsae.SAE.setup_anndata(adata, use_rep="X_pca")
     >>> model = scsae.SAE(adata)
-    >>> model.train(max_epochs=50, enable_progress_bar=False)
+    >>> model.train(max_epochs=50)
     >>> acts = model.get_feature_activations()  # cells x features, CSR
     """
 
@@ -222,7 +223,7 @@ class SparseAutoencoder:
         return cls(emb, indices, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed)
 
     # --- training --------------------------------------------------------------
-    @doc_params(train=DOC_TRAIN)
+    @doc_params(train=DOC_TRAIN, progress_bar=DOC_PROGRESS_BAR)
     def train(
         self,
         *,
@@ -235,7 +236,7 @@ class SparseAutoencoder:
         random_state: int | None = None,
         accelerator: str = "auto",
         devices: int | str | list[int] = "auto",
-        enable_progress_bar: bool = True,
+        enable_progress_bar: bool | None = None,
         code_inference: str | Inference | None = None,
         out_of_core: bool | None = None,
         **trainer_kwargs: Any,
@@ -251,8 +252,7 @@ class SparseAutoencoder:
             Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``...).
         devices
             Lightning devices.
-        enable_progress_bar
-            Show Lightning's progress bar.
+        {progress_bar}
         code_inference
             `None` (default): train the SAE end to end. A strategy name (e.g.
             ``"omp"``) or instance: learn the dictionary by sparse coding instead,

@@ -24,6 +24,7 @@ from scvi.train import TrainingPlan, TrainRunner
 
 from .._utils._docs import doc_params
 from .._utils._perturbation import DOC_PERTURBATION, dosage_matrix
+from .._utils._progress import quiet_lightning, show_progress
 from ._samsvae_module import (
     DOSAGE_KEY,
     Covariance,
@@ -430,7 +431,7 @@ class SAMSVAE(BaseModelClass):
         accelerator: str = "auto",
         devices: int | str | list[int] = "auto",
         n_epochs_kl_warmup: int | None = None,
-        enable_progress_bar: bool = False,
+        enable_progress_bar: bool | None = None,
         plan_kwargs: dict[str, Any] | None = None,
         **trainer_kwargs: Any,
     ) -> None:
@@ -475,7 +476,7 @@ class SAMSVAE(BaseModelClass):
         n_epochs_kl_warmup
             Epochs over which the KL weight rises from 0 to 1; `None`: no warm-up.
         enable_progress_bar
-            Show Lightning's progress bar.
+            Show Lightning's progress bar; `None` (default): the rule of :func:`scsae.tl.sae`.
         plan_kwargs
             Further arguments of :class:`scvi.train.TrainingPlan` (``weight_decay``...).
         **trainer_kwargs
@@ -545,19 +546,22 @@ class SAMSVAE(BaseModelClass):
             # without gradients, so switch back to training mode explicitly
             self.module.train()
             plan = TrainingPlan(self.module, lr=lr, **plan_kwargs)
-            runner = TrainRunner(
-                self,
-                training_plan=plan,
-                data_splitter=splitter,
-                max_epochs=max(1, int(phase_epochs)),
-                accelerator=accelerator,
-                devices=devices,
-                early_stopping=early_stopping,
-                enable_progress_bar=enable_progress_bar,
-                check_val_every_n_epoch=check_val,
-                **trainer_kwargs,
-            )
-            runner()
+            with quiet_lightning():  # Lightning prints its banners when the Trainer is built
+                runner = TrainRunner(
+                    self,
+                    training_plan=plan,
+                    data_splitter=splitter,
+                    max_epochs=max(1, int(phase_epochs)),
+                    accelerator=accelerator,
+                    devices=devices,
+                    early_stopping=early_stopping,
+                    enable_progress_bar=show_progress(
+                        requested=enable_progress_bar, cell_passes=n_train * max_epochs
+                    ),
+                    check_val_every_n_epoch=check_val,
+                    **trainer_kwargs,
+                )
+                runner()
             epochs += max(1, int(runner.trainer.current_epoch))
             histories.append(self.history_)
         if len(histories) > 1 and all(isinstance(h, dict) for h in histories):

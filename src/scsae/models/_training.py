@@ -13,18 +13,15 @@ counters are reduced across ranks.
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import time
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 
+from .._utils._progress import quiet_lightning, show_progress
 from ._inference import Inference
 from ._inference._dictionary import sparse_coding_step
 from ._sae_module import SAEModule
@@ -198,28 +195,6 @@ class SAETrainingPlan(pl.LightningModule):
         }
 
 
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's start-up banners and hints; keep its warnings about real problems."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            for message in (
-                ".*does not have many workers.*",
-                ".*smaller than the logging interval.*",
-                ".*LeafSpec.*",
-                ".*no `val_dataloader`.*",
-            ):
-                warnings.filterwarnings("ignore", message=message)
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 def fit(
     plan: SAETrainingPlan,
     train_batches: ShuffledBatches,
@@ -230,7 +205,7 @@ def fit(
     devices: int | str | list[int] = "auto",
     early_stopping: bool = False,
     early_stopping_patience: int = 10,
-    enable_progress_bar: bool = True,
+    enable_progress_bar: bool | None = None,
     **trainer_kwargs: Any,
 ) -> dict[str, list[float]]:
     """Train with Lightning and return the per-epoch history (lists of floats).
@@ -249,18 +224,25 @@ def fit(
                 monitor="validation_fvu", patience=early_stopping_patience, mode="min"
             )
         )
-    trainer_kwargs.setdefault("gradient_clip_val", GRADIENT_CLIP)
-    with _quiet_lightning():
+    # quiet defaults; a user's trainer_kwargs override them
+    trainer_kwargs = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "gradient_clip_val": GRADIENT_CLIP,
+        **trainer_kwargs,
+    }
+    cell_passes = len(train_batches) * train_batches.batch_size * max_epochs
+    with quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
             devices=devices,
             callbacks=callbacks,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=enable_progress_bar,
-            num_sanity_val_steps=0,
+            enable_progress_bar=show_progress(
+                requested=enable_progress_bar, cell_passes=cell_passes
+            ),
             **trainer_kwargs,
         )
         trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)

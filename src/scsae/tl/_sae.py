@@ -10,6 +10,7 @@ from scanpy import logging as logg
 
 from .._utils._docs import DOC_ADATA, DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import describe_rep
+from .._utils._progress import DOC_PROGRESS_BAR
 from ..models import SparseAutoencoder
 
 
@@ -31,7 +32,13 @@ def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
     return {key: df[key].to_numpy(dtype=np.float64) for key, df in model.history.items()}
 
 
-@doc_params(adata=DOC_ADATA, use_rep=DOC_USE_REP, arch=DOC_ARCHITECTURE, train=DOC_TRAIN)
+@doc_params(
+    adata=DOC_ADATA,
+    use_rep=DOC_USE_REP,
+    arch=DOC_ARCHITECTURE,
+    train=DOC_TRAIN,
+    progress_bar=DOC_PROGRESS_BAR,
+)
 def sae(
     adata: AnnData,
     *,
@@ -53,7 +60,7 @@ def sae(
     code_inference: str | None = None,
     accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
-    enable_progress_bar: bool = False,
+    enable_progress_bar: bool | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     key_added: str = "X_sae",
@@ -87,8 +94,7 @@ def sae(
         Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
     devices
         Lightning devices.
-    enable_progress_bar
-        Show Lightning's progress bar.
+    {progress_bar}
     trainer_kwargs
         Further arguments of :class:`lightning.pytorch.Trainer` (``strategy``, ``precision``...).
     model_kwargs

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from ..._utils._progress import show_progress
 from ._base import Inference, register
 from ._common import check_positive, dictionary_and_target, lipschitz, resolve_k, topk_project
 
@@ -130,8 +132,9 @@ class LISTA(Inference):
         n_total = x_all.shape[0]
         batch = min(self.batch_size, n_total)
         self.history_ = []
+        bar = show_progress(requested=None, cell_passes=n_total * self.n_epochs)
         with torch.enable_grad():
-            for _ in range(self.n_epochs):
+            for _ in tqdm(range(self.n_epochs), desc="LISTA", disable=not bar):
                 order = torch.randperm(n_total, generator=generator)
                 total = 0.0
                 for start in range(0, n_total - batch + 1, batch):
