@@ -6,8 +6,11 @@ import argparse
 import time
 
 
-def demo(*, architecture: str = "topk", progress_bar: bool = False) -> dict[str, float]:
-    """Train the default SAE on ``pbmc68k_reduced``'s ``X_pca`` and print its metrics."""
+def demo(*, architecture: str = "topk", progress_bar: bool | None = None) -> dict[str, float]:
+    """Train the default SAE on ``pbmc68k_reduced``'s ``X_pca`` and print its metrics.
+
+    ``progress_bar=None`` follows the package's rule (a bar in a terminal for long runs).
+    """
     import scanpy as sc
 
     from . import tl
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         "demo", help="train an SAE on scanpy's bundled pbmc68k_reduced and print metrics"
     )
     demo_parser.add_argument("--architecture", default="topk")
-    demo_parser.add_argument("--progress-bar", action="store_true")
+    demo_parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(architecture=args.architecture, progress_bar=args.progress_bar)
