@@ -85,24 +85,58 @@ def test_loadings_route(sim):
     adata, _ = sim
     rng = np.random.default_rng(0)
     pcs = rng.normal(size=(adata.n_vars, 8))
-    pcs[:3] = np.nan  # genes left out of the PCA
     adata.varm["PCs"] = pcs
     adata.uns["X_sae"]["params"]["use_rep"] = "X_pca"
     scsae.tl.feature_genes(adata, method="association")
-    scsae.tl.feature_genes(adata)  # auto -> loadings, replaces the association result
-    assert adata.uns["X_sae_genes"]["params"]["method"] == "loadings"
-    expected = np.nan_to_num(pcs) @ adata.uns["X_sae"]["decoder"].T
+    scsae.tl.feature_genes(adata)  # auto -> loadings (they cover every gene)
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["method"] == "loadings"
+    assert "covers all 120 genes" in res["params"]["route_reason"]
+    assert res["universe"].all()
+    expected = pcs @ adata.uns["X_sae"]["decoder"].T
     np.testing.assert_allclose(adata.varm["X_sae_genes"], expected, rtol=1e-5, atol=1e-5)
     assert "X_sae_genes_pvals" not in adata.varm  # stale p-values removed
-    assert adata.uns["X_sae_genes"]["params"]["n_genes_without_loadings"] == 3
     # user loadings: a varm key, an array and a DataFrame give the same
-    adata.varm["W"] = np.nan_to_num(pcs)
+    adata.varm["W"] = pcs
     scsae.tl.feature_genes(adata, loadings="W", key_added="w")
-    scsae.tl.feature_genes(adata, loadings=np.nan_to_num(pcs), key_added="a")
-    df = pd.DataFrame(np.nan_to_num(pcs), index=adata.var_names)[::-1]
+    scsae.tl.feature_genes(adata, loadings=pcs, key_added="a")
+    df = pd.DataFrame(pcs, index=adata.var_names)[::-1]
     scsae.tl.feature_genes(adata, loadings=df, key_added="d")
     np.testing.assert_allclose(adata.varm["w"], adata.varm["a"])
     np.testing.assert_allclose(adata.varm["w"], adata.varm["d"])
+
+
+def test_hvg_loadings_leave_other_genes_out(sim):
+    """A PCA of some genes: auto scores all genes by association; forced loadings -> NaN."""
+    adata, _ = sim
+    pcs = np.random.default_rng(0).normal(size=(adata.n_vars, 8))
+    pcs[:40] = 0  # scanpy writes zeros for genes outside the PCA
+    pcs[40:43] = np.nan
+    adata.varm["PCs"] = pcs
+    adata.uns["X_sae"]["params"]["use_rep"] = "X_pca"
+    scsae.tl.feature_genes(adata)
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["method"] == "association"
+    assert "covers 77 of 120 genes" in res["params"]["route_reason"]
+    assert res["params"]["n_universe"] == 120
+    scsae.tl.feature_genes(adata, method="loadings")
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["n_universe"] == res["universe"].sum() == 77
+    scores = adata.varm["X_sae_genes"]
+    assert np.isnan(scores[:43]).all() and np.isfinite(scores[43:]).all()
+
+
+def test_constant_genes_are_outside_the_universe(sim):
+    adata, _ = sim
+    x = adata.X.toarray()
+    x[:, 5], x[:, 6] = 0, 1.5
+    adata.X = sparse.csr_matrix(x)
+    scsae.tl.feature_genes(adata)
+    res = adata.uns["X_sae_genes"]
+    assert not res["universe"][5] and not res["universe"][6] and res["universe"].sum() == 118
+    assert np.isnan(adata.varm["X_sae_genes"][[5, 6]]).all()
+    assert np.isnan(adata.varm["X_sae_genes_pvals_adj"][[5, 6]]).all()
+    assert np.isfinite(adata.varm["X_sae_genes_pvals_adj"][res["universe"]]).all()
 
 
 def test_raw_with_other_genes_goes_to_raw_varm(sim, tmp_path):
@@ -219,7 +253,9 @@ def test_muon_multiome_links_genes_and_peaks():
             sc.pp.log1p(m)
         scsae.tl.feature_genes(mdata, mod=mod, use_raw=False)
         assert m.varm["X_sae_genes"].shape == (m.n_vars, 2)
-        assert np.isfinite(m.varm["X_sae_genes"]).all()
+        universe = m.uns["X_sae_genes"]["universe"]
+        assert np.isfinite(m.varm["X_sae_genes"][universe]).all()
+        assert np.isnan(m.varm["X_sae_genes"][~universe]).all()
 
 
 # --------------------------------------------------------------------------------------

@@ -191,3 +191,52 @@ def test_geneset_loaders_read_local_files():
 def test_geneset_loader_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="path=None to download"):
         scsae.datasets.hallmark(tmp_path / "h.gmt")
+
+
+# --------------------------------------------------------------------------------------
+# calibration: features unrelated to the genes give (almost) no significant set
+# --------------------------------------------------------------------------------------
+
+
+def _significant_share(adata, field="qvals"):
+    """Share of features with any set below 0.05 in ``field``."""
+    q = np.nan_to_num(adata.uns["X_sae_pathways"][field], nan=1.0)
+    return float((q < 0.05).any(axis=1).mean())
+
+
+def _sae(adata, use_rep):
+    """Explicit settings: the result must not follow the SAE defaults."""
+    scsae.tl.sae(adata, use_rep=use_rep, n_features=64, k=4, max_epochs=30, random_state=0)
+
+
+def test_calibrated_on_random_embedding():
+    """An SAE trained on noise: co-expressed programme sets must not come out significant."""
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=5)
+    adata.obsm["X_noise"] = np.random.default_rng(1).normal(size=(adata.n_obs, 12))
+    _sae(adata, "X_noise")
+    scsae.tl.feature_genes(adata)
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    share, naive = _significant_share(adata), _significant_share(adata, "pvals_adj")
+    print(
+        f"random embedding: {share:.1%} of features significant (decoupler p-values: {naive:.1%})"
+    )
+    assert share <= 0.05
+
+
+def test_calibrated_on_permuted_cells_and_powered_on_real_cells():
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=6)
+    sc.pp.pca(adata, n_comps=12)
+    _sae(adata, "X_pca")
+    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    real = _significant_share(adata)
+    res = adata.uns["X_sae_pathways"]
+    q = np.nan_to_num(res["qvals"], nan=1.0)
+    found = {res["sources"][j] for i, j in zip(*np.nonzero(q < 0.05)) if res["zscores"][i, j] > 0}
+    adata.obsm["X_sae"] = adata.obsm["X_sae"][np.random.default_rng(2).permutation(adata.n_obs)]
+    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    permuted = _significant_share(adata)
+    print(f"significant features: real {real:.1%}, permuted cells {permuted:.1%}")
+    assert permuted <= 0.05
+    assert len(found) >= 5  # most programmes are found by some real feature
