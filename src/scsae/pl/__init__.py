@@ -1,5 +1,6 @@
 """Plots: read what tl wrote into AnnData (or a model's history) and draw."""
 
+from ._browser import feature_browser
 from ._density import feature_density
 from ._feature_obs import feature_obs
 from ._features import features
@@ -11,6 +12,7 @@ from ._top_genes import top_genes
 
 __all__ = [
     "ate_scatter",
+    "feature_browser",
     "feature_density",
     "feature_obs",
     "features",

@@ -272,6 +272,12 @@ def link_pathways(
     get_sae_result(adata, key)
     genes_ad, _ = get_modality(adata, mod)
     store = gene_store(genes_ad, genes_key)
+    if n_perm and "params" not in genes_ad.uns.get(genes_key, {}):
+        msg = (
+            f"uns[{genes_key!r}] (written by scsae.tl.feature_genes) is missing, so the null "
+            "features cannot be made; rerun feature_genes, or pass n_perm=0 (no q-values)."
+        )
+        raise KeyError(msg)
     scores_gf = np.asarray(store.varm[genes_key], dtype=np.float64)
     universe = np.asarray(
         genes_ad.uns.get(genes_key, {}).get("universe", np.isfinite(scores_gf).all(axis=1)),
