@@ -219,7 +219,7 @@ def test_mudata_per_modality(tmp_path):
     with pytest.raises(KeyError, match="available"):
         scsae.tl.feature_genes(mdata, mod="atac")
     # the rest of the chain on the MuData, and an h5mu round trip
-    scsae.tl.link_pathways(mdata, sets, mod="rna", tmin=3)
+    scsae.tl.link_pathways(mdata, sets, mod="rna", tmin=3, n_perm=10)
     mdata.obs["group"] = pd.Categorical(np.where(acts.toarray()[:, 0] > 0, "on", "off"))
     scsae.tl.feature_enrichment(mdata, "group")
     table = scsae.tl.feature_table(mdata, mod="rna")
