@@ -259,7 +259,7 @@ def test_muon_multiome_links_genes_and_peaks():
 
 
 # --------------------------------------------------------------------------------------
-# must show: pbmc68k_reduced, SAE with default settings on X_pca
+# must show: pbmc68k_reduced, SAE on X_pca (explicit settings: the SAE defaults may change)
 # --------------------------------------------------------------------------------------
 
 #: canonical markers tested (those among the 765 genes of pbmc68k_reduced)
@@ -285,8 +285,9 @@ PURITY = {"B": 0.9, "CD14+ monocyte": 0.85, "NK": 0.6, "T": 0.9}
 @pytest.fixture(scope="module")
 def pbmc():
     adata = sc.datasets.pbmc68k_reduced()
-    scsae.tl.sae(adata)  # default settings on X_pca
-    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.sae(adata, n_features=64, max_epochs=200, random_state=0)
+    scsae.tl.feature_genes(adata)  # auto: the PCA covers 309 of 765 genes -> association
+    assert adata.uns["X_sae_genes"]["params"]["method"] == "association"
     labels = adata.obs["bulk_labels"].astype(str)
     adata.obs["cell_type"] = pd.Categorical(
         np.select(
@@ -334,10 +335,28 @@ def test_pbmc_some_feature_marks_each_type(pbmc, cell_type):
     assert best[3] > 0.6  # the marking feature is also enriched over all cells of the type
 
 
+def test_pbmc_automatic_labels_name_each_type(pbmc):
+    """Must show: per type, a feature with >= 2 markers in its top 20 genes labelled that type."""
+    table = scsae.tl.feature_table(pbmc)
+    for cell_type, markers in MARKERS.items():
+        found = []
+        for f in table.index[table["cell_type"] == cell_type]:
+            scores = np.nan_to_num(pbmc.varm["X_sae_genes"][:, f], nan=-np.inf)
+            top20 = set(pbmc.var_names[np.argsort(-scores)[:20]])
+            if len(top20 & set(markers)) >= 2:
+                found.append(f)
+        assert found, f"no feature labelled {cell_type} holds 2 of its markers"
+        print(f"{cell_type}: features {found}, e.g. {table.loc[found[0], 'label']!r}")
+    # specific labels: no gene names more than 10% of the labelled features
+    live = table["n_cells"] > 0
+    genes = pd.Series([g for s in table.loc[live, "specific_genes"] for g in s.split()])
+    assert genes.value_counts().max() <= 0.1 * live.sum()
+
+
 @pytest.mark.skipif(not HALLMARK.exists(), reason=f"shared test data not found at {SHARED}")
 def test_pbmc_hallmark_table(pbmc, tmp_path):
     adata = pbmc.copy()
-    scsae.tl.link_pathways(adata, HALLMARK)
+    scsae.tl.link_pathways(adata, HALLMARK, n_perm=20)
     res = adata.uns["X_sae_pathways"]
     assert res["scores"].shape[0] == adata.obsm["X_sae"].shape[1]  # no feature dropped
     assert res["params"]["n_sources_net"] == 50

@@ -130,7 +130,7 @@ body{font-family:system-ui,sans-serif;margin:1em;background:#fafafa;color:#222}
 #cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;width:300px;font-size:12px}
 .card h2{font-size:15px;margin:0}.label{font-weight:600;margin:2px 0 6px;min-height:1.2em}
-.card img{width:140px;height:140px;float:right;margin-left:6px}
+.card img{display:block;width:160px;height:160px;margin:4px auto;border:1px solid #eee}
 .card table{border-collapse:collapse;clear:none}.card th{text-align:left;vertical-align:top;
 padding-right:6px;color:#666;font-weight:normal}.card ul{margin:0;padding-left:1em}
 .q{color:#666}.hidden{display:none}
