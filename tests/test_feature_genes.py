@@ -223,8 +223,8 @@ def test_mudata_per_modality(tmp_path):
     mdata.obs["group"] = pd.Categorical(np.where(acts.toarray()[:, 0] > 0, "on", "off"))
     scsae.tl.feature_enrichment(mdata, "group")
     table = scsae.tl.feature_table(mdata, mod="rna")
-    assert table.loc["0", "top_pathway"] == "PROG0"
-    assert table.loc["0", "best_category"] == "on"
+    assert table.loc[0, "top_pathway"] == "PROG0"
+    assert table.loc[0, "best_category"] == "on"
     mdata.write(tmp_path / "m.h5mu")
     back = mudata.read_h5mu(tmp_path / "m.h5mu")
     pd.testing.assert_frame_equal(scsae.tl.feature_table(back, mod="rna"), table)

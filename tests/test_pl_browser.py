@@ -34,7 +34,7 @@ def browsed():
     adata.uns["X_sae"] = {
         "params": {"use_rep": "X_emb"},
         "decoder": np.eye(5),
-        "stability": np.linspace(0.5, 0.9, 5),
+        "stability": {"stability": np.linspace(0.5, 0.9, 5), "stable": np.arange(5) > 2},
     }
     adata.obsm["X_umap"] = act[:, :2] + rng.normal(scale=0.3, size=(adata.n_obs, 2))
     adata.obs["group"] = pd.Categorical(np.where(act[:, 0] > 0, "prog0", "rest"))

@@ -172,7 +172,7 @@ def feature_browser(
 
     Each card shows the feature's activation on the embedding (a small PNG embedded
     in the page), its automatic label, frequency, stability (when
-    ``uns[key]['stability']`` is present), top genes up and down, top pathways with
+    ``tl.feature_stability`` has run), top genes up and down, top pathways with
     their calibrated q-values and the categories it marks with AUROC and purity.
     The list can be searched (label, genes, pathways) and sorted (feature,
     frequency, AUROC, stability). The page needs no network and no server: open it

@@ -255,12 +255,14 @@ def null_gene_scores(
             yield load @ directions.T
         return
     expr, _genes, _raw, _name = _expression(
-        genes_ad, params["layer"] or None, use_raw=params["source"] == "raw.X"
+        genes_ad, params.get("layer") or None, use_raw=params["source"] == "raw.X"
     )
     acts = get_activations(adata, params["key"])
     if rows is not None:
         acts = acts[rows]
-    universe = np.asarray(genes_ad.uns[genes_key]["universe"], dtype=bool)
+    universe = np.asarray(
+        genes_ad.uns[genes_key].get("universe", expressed_genes(expr)), dtype=bool
+    )
     n_top = None if params["n_top_cells"] < 0 else int(params["n_top_cells"])
     acts = acts.tocsr()
     for _ in range(n_perm):

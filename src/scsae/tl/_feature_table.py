@@ -27,6 +27,13 @@ MIN_PURITY = 0.7
 MAX_LABEL_SHARE = 0.1
 
 
+def _mean_over_features(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mean of the finite values along ``axis`` (0 where there are none), kept as a column."""
+    finite = np.isfinite(x)
+    total = np.where(finite, x, 0.0).sum(axis=axis, keepdims=True)
+    return total / np.maximum(finite.sum(axis=axis, keepdims=True), 1)
+
+
 def _top_genes(scores: np.ndarray, genes: np.ndarray, n: int, *, sign: int) -> list[str]:
     """Comma-joined top ``n`` genes of each feature (``sign`` 1: highest, -1: lowest)."""
     out = []
@@ -48,7 +55,7 @@ def specific_genes(
     appears in more than that share of the labels.
     """
     x = np.where(np.isfinite(scores), scores, np.nan)[:, live]
-    spec = x - np.nanmean(x, axis=1, keepdims=True)
+    spec = x - _mean_over_features(x, axis=1)
     spec = np.where(np.isfinite(spec) & (np.nan_to_num(x) > 0), spec, -np.inf)
     cap = max(1, int(np.floor(max_share * live.sum())))
     # rank of each feature among all live features, per gene (0 = most specific)
@@ -80,7 +87,7 @@ def _pathways(table: pd.DataFrame, genes_ad: Any, key: str, alpha: float) -> Non
     table["pathway_score"] = np.where(valid, scores.to_numpy()[rows, best], np.nan)
     table["pathway_q"] = np.where(valid, q[rows, best], np.nan)
     # specific: z against the set's mean z over features, among significant positive sets
-    spec = z - np.nanmean(z, axis=0, keepdims=True)
+    spec = z - _mean_over_features(z, axis=0)
     spec = np.where((np.nan_to_num(q, nan=1.0) < alpha) & (np.nan_to_num(z) > 0), spec, -np.inf)
     pick = spec.argmax(axis=1)
     ok = np.isfinite(spec[rows, pick])
@@ -206,8 +213,9 @@ def feature_table(
         Fraction and number of cells where the feature is active.
     ``mean_activation``, ``max_activation``
         Mean over the cells where it is active, and maximum.
-    ``stability``
-        Where ``uns[key]['stability']`` holds one value per feature.
+    ``stability``, ``stable``
+        After ``tl.feature_stability``: lowest cosine with its match in the other
+        seeds, and whether that reaches the threshold (unstable: `False`).
     ``top_genes_up``, ``top_genes_down``
         Highest and lowest scoring genes (positive / negative scores only).
     ``specific_genes``
@@ -245,9 +253,10 @@ def feature_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         table["mean_activation"] = np.where(n_cells > 0, active_sum / n_cells, 0.0)
     table["max_activation"] = np.asarray(acts.max(axis=0).todense()).ravel()
-    stability = adata.uns[key].get("stability")
-    if stability is not None and np.ndim(stability) == 1 and len(stability) == n_feat:
-        table["stability"] = np.asarray(stability, dtype=np.float64)
+    stability = adata.uns[key].get("stability")  # written by scsae.tl.feature_stability
+    if stability is not None:
+        table["stability"] = np.asarray(stability["stability"])
+        table["stable"] = np.asarray(stability["stable"], dtype=bool)
     live = n_cells > 0
 
     genes_ad, _ = get_modality(adata, mod)
