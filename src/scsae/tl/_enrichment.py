@@ -82,7 +82,9 @@ def _enrichment(acts: sparse.csc_matrix, labels: pd.Series, n_top: int) -> dict[
         auroc = (rank_sum - n_c * (n_c + 1) / 2) / (n_c * n_rest)
     groups = AnnData(
         sparse.csr_matrix(acts),
-        obs=pd.DataFrame({"g": pd.Categorical.from_codes(codes, cats)}),
+        obs=pd.DataFrame(
+            {"g": pd.Categorical.from_codes(codes, cats)}, index=np.arange(n_cells).astype(str)
+        ),
         layers={"active": sparse.csr_matrix(acts > 0, dtype=np.float64)},
     )
     agg = sc.get.aggregate(groups, "g", "mean")
