@@ -204,7 +204,8 @@ def feature_browser(
 
     Returns
     -------
-    The path written.
+    :class:`~pathlib.Path`
+        The file written.
 
     Examples
     --------
