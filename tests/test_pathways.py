@@ -247,3 +247,18 @@ def test_calibrated_on_permuted_cells_and_powered_on_real_cells():
     print(f"significant features: real {real:.1%}, permuted cells {permuted:.1%}")
     assert permuted <= 0.05
     assert len(found) >= 5  # most programmes are found by some real feature
+
+
+def test_calibrated_on_random_decoder_directions():
+    """Loadings route: random decoder directions in the PCA link to no set."""
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=7)
+    sc.pp.pca(adata, n_comps=12)
+    rng = np.random.default_rng(3)
+    adata.obsm["X_sae"] = sparse.csr_matrix(rng.exponential(size=(adata.n_obs, 64)))
+    adata.uns["X_sae"] = {"params": {"use_rep": "X_pca"}, "decoder": rng.normal(size=(64, 12))}
+    scsae.tl.feature_genes(adata)
+    assert adata.uns["X_sae_genes"]["params"]["method"] == "loadings"
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    share, naive = _significant_share(adata), _significant_share(adata, "pvals_adj")
+    print(f"random decoder: {share:.1%} of features significant (decoupler p-values: {naive:.1%})")
+    assert share <= 0.05
