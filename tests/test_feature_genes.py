@@ -85,24 +85,58 @@ def test_loadings_route(sim):
     adata, _ = sim
     rng = np.random.default_rng(0)
     pcs = rng.normal(size=(adata.n_vars, 8))
-    pcs[:3] = np.nan  # genes left out of the PCA
     adata.varm["PCs"] = pcs
     adata.uns["X_sae"]["params"]["use_rep"] = "X_pca"
     scsae.tl.feature_genes(adata, method="association")
-    scsae.tl.feature_genes(adata)  # auto -> loadings, replaces the association result
-    assert adata.uns["X_sae_genes"]["params"]["method"] == "loadings"
-    expected = np.nan_to_num(pcs) @ adata.uns["X_sae"]["decoder"].T
+    scsae.tl.feature_genes(adata)  # auto -> loadings (they cover every gene)
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["method"] == "loadings"
+    assert "covers all 120 genes" in res["params"]["route_reason"]
+    assert res["universe"].all()
+    expected = pcs @ adata.uns["X_sae"]["decoder"].T
     np.testing.assert_allclose(adata.varm["X_sae_genes"], expected, rtol=1e-5, atol=1e-5)
     assert "X_sae_genes_pvals" not in adata.varm  # stale p-values removed
-    assert adata.uns["X_sae_genes"]["params"]["n_genes_without_loadings"] == 3
     # user loadings: a varm key, an array and a DataFrame give the same
-    adata.varm["W"] = np.nan_to_num(pcs)
+    adata.varm["W"] = pcs
     scsae.tl.feature_genes(adata, loadings="W", key_added="w")
-    scsae.tl.feature_genes(adata, loadings=np.nan_to_num(pcs), key_added="a")
-    df = pd.DataFrame(np.nan_to_num(pcs), index=adata.var_names)[::-1]
+    scsae.tl.feature_genes(adata, loadings=pcs, key_added="a")
+    df = pd.DataFrame(pcs, index=adata.var_names)[::-1]
     scsae.tl.feature_genes(adata, loadings=df, key_added="d")
     np.testing.assert_allclose(adata.varm["w"], adata.varm["a"])
     np.testing.assert_allclose(adata.varm["w"], adata.varm["d"])
+
+
+def test_hvg_loadings_leave_other_genes_out(sim):
+    """A PCA of some genes: auto scores all genes by association; forced loadings -> NaN."""
+    adata, _ = sim
+    pcs = np.random.default_rng(0).normal(size=(adata.n_vars, 8))
+    pcs[:40] = 0  # scanpy writes zeros for genes outside the PCA
+    pcs[40:43] = np.nan
+    adata.varm["PCs"] = pcs
+    adata.uns["X_sae"]["params"]["use_rep"] = "X_pca"
+    scsae.tl.feature_genes(adata)
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["method"] == "association"
+    assert "covers 77 of 120 genes" in res["params"]["route_reason"]
+    assert res["params"]["n_universe"] == 120
+    scsae.tl.feature_genes(adata, method="loadings")
+    res = adata.uns["X_sae_genes"]
+    assert res["params"]["n_universe"] == res["universe"].sum() == 77
+    scores = adata.varm["X_sae_genes"]
+    assert np.isnan(scores[:43]).all() and np.isfinite(scores[43:]).all()
+
+
+def test_constant_genes_are_outside_the_universe(sim):
+    adata, _ = sim
+    x = adata.X.toarray()
+    x[:, 5], x[:, 6] = 0, 1.5
+    adata.X = sparse.csr_matrix(x)
+    scsae.tl.feature_genes(adata)
+    res = adata.uns["X_sae_genes"]
+    assert not res["universe"][5] and not res["universe"][6] and res["universe"].sum() == 118
+    assert np.isnan(adata.varm["X_sae_genes"][[5, 6]]).all()
+    assert np.isnan(adata.varm["X_sae_genes_pvals_adj"][[5, 6]]).all()
+    assert np.isfinite(adata.varm["X_sae_genes_pvals_adj"][res["universe"]]).all()
 
 
 def test_raw_with_other_genes_goes_to_raw_varm(sim, tmp_path):
@@ -185,12 +219,12 @@ def test_mudata_per_modality(tmp_path):
     with pytest.raises(KeyError, match="available"):
         scsae.tl.feature_genes(mdata, mod="atac")
     # the rest of the chain on the MuData, and an h5mu round trip
-    scsae.tl.link_pathways(mdata, sets, mod="rna", tmin=3)
+    scsae.tl.link_pathways(mdata, sets, mod="rna", tmin=3, n_perm=10)
     mdata.obs["group"] = pd.Categorical(np.where(acts.toarray()[:, 0] > 0, "on", "off"))
     scsae.tl.feature_enrichment(mdata, "group")
     table = scsae.tl.feature_table(mdata, mod="rna")
-    assert table.loc["0", "top_pathway"] == "PROG0"
-    assert table.loc["0", "best_category"] == "on"
+    assert table.loc[0, "top_pathway"] == "PROG0"
+    assert table.loc[0, "best_category"] == "on"
     mdata.write(tmp_path / "m.h5mu")
     back = mudata.read_h5mu(tmp_path / "m.h5mu")
     pd.testing.assert_frame_equal(scsae.tl.feature_table(back, mod="rna"), table)
@@ -222,11 +256,13 @@ def test_muon_multiome_links_genes_and_peaks():
             sc.pp.log1p(m)
         scsae.tl.feature_genes(mdata, mod=mod, use_raw=False)
         assert m.varm["X_sae_genes"].shape == (m.n_vars, 2)
-        assert np.isfinite(m.varm["X_sae_genes"]).all()
+        universe = m.uns["X_sae_genes"]["universe"]
+        assert np.isfinite(m.varm["X_sae_genes"][universe]).all()
+        assert np.isnan(m.varm["X_sae_genes"][~universe]).all()
 
 
 # --------------------------------------------------------------------------------------
-# must show: pbmc68k_reduced, SAE with default settings on X_pca
+# must show: pbmc68k_reduced, SAE on X_pca (explicit settings: the SAE defaults may change)
 # --------------------------------------------------------------------------------------
 
 #: canonical markers tested (those among the 765 genes of pbmc68k_reduced)
@@ -252,8 +288,9 @@ PURITY = {"B": 0.9, "CD14+ monocyte": 0.85, "NK": 0.6, "T": 0.9}
 @pytest.fixture(scope="module")
 def pbmc():
     adata = sc.datasets.pbmc68k_reduced()
-    scsae.tl.sae(adata)  # default settings on X_pca
-    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.sae(adata, n_features=64, max_epochs=200, random_state=0)
+    scsae.tl.feature_genes(adata)  # auto: the PCA covers 309 of 765 genes -> association
+    assert adata.uns["X_sae_genes"]["params"]["method"] == "association"
     labels = adata.obs["bulk_labels"].astype(str)
     adata.obs["cell_type"] = pd.Categorical(
         np.select(
@@ -301,10 +338,28 @@ def test_pbmc_some_feature_marks_each_type(pbmc, cell_type):
     assert best[3] > 0.6  # the marking feature is also enriched over all cells of the type
 
 
+def test_pbmc_automatic_labels_name_each_type(pbmc):
+    """Must show: per type, a feature with >= 2 markers in its top 20 genes labelled that type."""
+    table = scsae.tl.feature_table(pbmc)
+    for cell_type, markers in MARKERS.items():
+        found = []
+        for f in table.index[table["cell_type"] == cell_type]:
+            scores = np.nan_to_num(pbmc.varm["X_sae_genes"][:, f], nan=-np.inf)
+            top20 = set(pbmc.var_names[np.argsort(-scores)[:20]])
+            if len(top20 & set(markers)) >= 2:
+                found.append(f)
+        assert found, f"no feature labelled {cell_type} holds 2 of its markers"
+        print(f"{cell_type}: features {found}, e.g. {table.loc[found[0], 'label']!r}")
+    # specific labels: no gene names more than 10% of the labelled features
+    live = table["n_cells"] > 0
+    genes = pd.Series([g for s in table.loc[live, "specific_genes"] for g in s.split()])
+    assert genes.value_counts().max() <= 0.1 * live.sum()
+
+
 @pytest.mark.skipif(not HALLMARK.exists(), reason=f"shared test data not found at {SHARED}")
 def test_pbmc_hallmark_table(pbmc, tmp_path):
     adata = pbmc.copy()
-    scsae.tl.link_pathways(adata, HALLMARK)
+    scsae.tl.link_pathways(adata, HALLMARK, n_perm=20)
     res = adata.uns["X_sae_pathways"]
     assert res["scores"].shape[0] == adata.obsm["X_sae"].shape[1]  # no feature dropped
     assert res["params"]["n_sources_net"] == 50

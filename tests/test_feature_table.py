@@ -48,6 +48,10 @@ def test_enrichment_matches_sklearn(labelled):
                 assert r["auroc"][f, j] == pytest.approx(roc_auc_score(y, acts[:, f]), abs=1e-5)
             np.testing.assert_allclose(r["mean"][:, j], acts[y].mean(0), rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(r["frac_active"][:, j], (acts[y] > 0).mean(0), atol=1e-6)
+            for f in (0, 1, 3):  # purity: share of the top min(100, size) active cells
+                top = np.argsort(-acts[:, f], kind="stable")[: min(100, y.sum())]
+                top = top[acts[top, f] > 0]
+                assert r["purity"][f, j] == pytest.approx(y[top].mean())
     assert res["cell_type"]["auroc"][0, 0] == 1.0
     assert res["cell_type"]["auroc"][2].tolist() == [0.5, 0.5, 0.5]  # dead feature
 
@@ -76,10 +80,10 @@ def test_enrichment_errors(labelled, groupby, err, match):
 def test_feature_table_labels_and_export(labelled, tmp_path):
     scsae.tl.feature_genes(labelled)
     sets = {"MARK": ["G0", "G1", "G2", "G5", "G6"], "OTHER": [f"G{i}" for i in range(10, 20)]}
-    scsae.tl.link_pathways(labelled, sets, tmin=3)
+    scsae.tl.link_pathways(labelled, sets, tmin=3, n_perm=30)
     scsae.tl.feature_enrichment(labelled, ["cell_type", "batch"])
     table = scsae.tl.feature_table(labelled)
-    assert list(table.index) == ["0", "1", "2", "3", "4"]
+    assert table.index.tolist() == [0, 1, 2, 3, 4]  # like the columns of obsm['X_sae']
     expected = {
         "frequency",
         "n_cells",
@@ -87,36 +91,79 @@ def test_feature_table_labels_and_export(labelled, tmp_path):
         "max_activation",
         "top_genes_up",
         "top_genes_down",
+        "specific_genes",
         "top_pathway",
         "pathway_score",
-        "pathway_padj",
+        "pathway_q",
+        "specific_pathway",
         "best_obs",
         "best_category",
         "auroc",
+        "purity",
         "low_obs",
         "low_category",
         "low_auroc",
+        "cell_type",
         "label",
     }
     assert expected <= set(table.columns)
-    assert table.loc["0", "best_category"] == "A"
-    assert table.loc["0", "auroc"] == 1.0
-    assert table.loc["0", "top_genes_up"].split(", ")[0] in {"G0", "G1", "G2"}
-    assert table.loc["0", "top_pathway"] == "MARK"
-    assert table.loc["0", "label"].startswith("cell_type: A | ")
-    assert table.loc["0", "label"].endswith("MARK")
-    assert table.loc["1", "best_obs"] == "batch"
-    assert table.loc["1", "label"].startswith("batch: b2")  # a batch artefact shows as such
-    assert table.loc["2", "label"] == "dead"
+    assert table.loc[0, "best_category"] == "A"
+    assert table.loc[0, "auroc"] == 1.0
+    assert table.loc[0, "purity"] == 1.0
+    assert table.loc[0, "top_genes_up"].split(", ")[0] in {"G0", "G1", "G2"}
+    assert table.loc[0, "top_pathway"] == "MARK"
+    assert table.loc[0, "pathway_q"] < 0.05
+    assert table.loc[0, "label"].startswith("cell_type: A | ")
+    assert table.loc[0, "label"].endswith("MARK")
+    assert table.loc[1, "best_obs"] == "batch"
+    assert table.loc[1, "label"].startswith("batch: b2")  # a batch artefact shows as such
+    assert table.loc[2, "label"] == "dead"
+    assert table.loc[3, "cell_type"] == ""  # noise marks nothing
     # the cell-type marker is most depleted in another type (AUROC 1/3 vs all others)
-    assert table.loc["0", "low_category"] in {"B", "C"}
-    assert table.loc["0", "low_auroc"] == pytest.approx(0.25)
-    assert table.loc["2", "n_cells"] == 0
+    assert table.loc[0, "low_category"] in {"B", "C"}
+    assert table.loc[0, "low_auroc"] == pytest.approx(0.25)
+    assert table.loc[2, "n_cells"] == 0
     path = tmp_path / "features.csv"
     table.to_csv(path)
     back = pd.read_csv(path, index_col=0, keep_default_na=False)
-    assert back.shape == table.shape
-    assert back.loc[0, "label"] == table.loc["0", "label"]
+    assert back.columns.tolist() == table.columns.tolist()
+    assert back.index.tolist() == table.index.tolist()
+    assert back.loc[0, "label"] == table.loc[0, "label"]
+
+
+def test_subset_of_a_type_and_label_thresholds():
+    """Pure but not specific -> "subset of"; specific and pure -> the type; mixed -> none."""
+    rng = np.random.default_rng(1)
+    n = 600
+    cell_type = np.repeat(["T", "B", "Mono"], n // 3)
+    is_t = cell_type == "T"
+    acts = np.zeros((n, 3))
+    acts[is_t, 0] = rng.gamma(3, 1, is_t.sum())  # all T cells
+    part = is_t & (rng.random(n) < 0.3)
+    acts[part, 1] = rng.gamma(3, 1, part.sum())  # 30% of T cells
+    mixed = cell_type != "Mono"
+    acts[mixed, 2] = rng.gamma(3, 1, mixed.sum())  # T and B together
+    adata = ad.AnnData(np.zeros((n, 2), dtype=np.float32))
+    adata.obs["cell_type"] = pd.Categorical(cell_type)
+    adata.obsm["X_sae"] = sparse.csr_matrix(acts)
+    adata.uns["X_sae"] = {"params": {"use_rep": "X_emb"}, "decoder": np.eye(3)}
+    scsae.tl.feature_enrichment(adata, "cell_type")
+    table = scsae.tl.feature_table(adata)
+    assert table["cell_type"].tolist() == ["T", "subset of T", ""]
+    assert table.loc[2, "purity"] == pytest.approx(0.5, abs=0.15)
+
+
+def test_no_gene_names_more_than_a_tenth_of_the_labels():
+    from scsae.tl._feature_table import specific_genes
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(50, 40))
+    scores[0] += 5  # a ubiquitous gene, top of every feature
+    scores[1, :20] += 8  # high in half of the features
+    genes = np.array([f"G{i}" for i in range(50)])
+    labels = specific_genes(scores, np.ones(40, dtype=bool), genes, 3, max_share=0.1)
+    counts = pd.Series([g for lab in labels for g in lab.split()]).value_counts()
+    assert counts.max() <= 4
 
 
 def test_feature_table_minimal_and_round_trip(labelled, tmp_path):

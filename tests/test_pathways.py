@@ -58,9 +58,10 @@ def test_read_net_inputs(tmp_path):
 
 def test_true_programme_ranked_first(scored):
     adata, sets = scored
-    scsae.tl.link_pathways(adata, sets, tmin=3)
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=20)
     res = adata.uns["X_sae_pathways"]
     assert res["scores"].shape == (6, 6)
+    assert (res["qvals"][np.arange(6), np.arange(6)] < 0.05).all()  # calibrated, still found
     best = res["sources"][np.argmax(res["scores"], axis=1)]
     assert list(best) == [f"PROG{k}" for k in range(6)]
     assert (res["pvals_adj"][np.arange(6), np.argmax(res["scores"], axis=1)] < 1e-3).all()
@@ -72,7 +73,7 @@ def test_true_programme_ranked_first(scored):
 def test_other_decoupler_methods(scored, method):
     adata, sets = scored
     kwargs = {"n_up": 12, "n_bg": None} if method == "ora" else {}
-    scsae.tl.link_pathways(adata, sets, method=method, tmin=3, method_kwargs=kwargs)
+    scsae.tl.link_pathways(adata, sets, method=method, tmin=3, n_perm=5, method_kwargs=kwargs)
     res = adata.uns["X_sae_pathways"]
     # the true programme scores highest (ora ranks by magnitude, so ties with sets of
     # strongly negative genes are possible)
@@ -87,7 +88,7 @@ def test_other_decoupler_methods(scored, method):
 def test_empty_features_are_kept(scored, tmp_path):
     adata, sets = scored
     adata.varm["X_sae_genes"][:, 2] = 0  # e.g. a dead feature
-    scsae.tl.link_pathways(adata, sets, tmin=3)
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=5)
     res = adata.uns["X_sae_pathways"]
     assert res["scores"].shape[0] == 6
     assert res["empty"].tolist() == [False, False, True, False, False, False]
@@ -101,7 +102,7 @@ def test_empty_features_are_kept(scored, tmp_path):
 
 def test_copy(scored):
     adata, sets = scored
-    out = scsae.tl.link_pathways(adata, sets, tmin=3, copy=True, key_added="p")
+    out = scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=0, copy=True, key_added="p")
     assert "p" in out.uns
     assert "p" not in adata.uns
 
@@ -142,13 +143,15 @@ def test_progeny_and_hallmark_files(scored):
     progeny = pd.read_csv(PROGENY)
     genes = pd.unique(pd.concat([hallmark["target"], progeny["target"]]))[: adata.n_vars]
     adata.var_names = genes
-    scsae.tl.link_pathways(adata, HALLMARK, key_added="h", tmin=1)
-    scsae.tl.link_pathways(adata, progeny, key_added="p", tmin=1)
+    scsae.tl.link_pathways(adata, HALLMARK, key_added="h", tmin=1, n_perm=5)
+    scsae.tl.link_pathways(adata, progeny, key_added="p", tmin=1, n_perm=5)
     assert adata.uns["h"]["params"]["n_sources_net"] == 50
     assert adata.uns["p"]["params"]["n_sources_net"] == 14
     assert adata.uns["h"]["scores"].shape[0] == 6
     # a set that holds every scored gene is left out, not a crash
-    scsae.tl.link_pathways(adata, {"ALL": list(genes), "ONE": list(genes[:10])}, key_added="a")
+    scsae.tl.link_pathways(
+        adata, {"ALL": list(genes), "ONE": list(genes[:10])}, key_added="a", n_perm=5
+    )
     assert list(adata.uns["a"]["sources"]) == ["ONE"]
 
 
@@ -167,7 +170,7 @@ def test_simulated_programmes_ranked_first_by_trained_sae():
     rates = {}
     for route in ("association", "loadings"):
         scsae.tl.feature_genes(adata, method=route)
-        scsae.tl.link_pathways(adata, sets)
+        scsae.tl.link_pathways(adata, sets, n_perm=10)
         res = adata.uns["X_sae_pathways"]
         first = res["sources"][
             np.nanargmax(np.nan_to_num(res["scores"], nan=-np.inf)[recovering], axis=1)
@@ -191,3 +194,71 @@ def test_geneset_loaders_read_local_files():
 def test_geneset_loader_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="path=None to download"):
         scsae.datasets.hallmark(tmp_path / "h.gmt")
+
+
+# --------------------------------------------------------------------------------------
+# calibration: features unrelated to the genes give (almost) no significant set
+# --------------------------------------------------------------------------------------
+
+
+def _significant_share(adata, field="qvals"):
+    """Share of features with any set below 0.05 in ``field``."""
+    q = np.nan_to_num(adata.uns["X_sae_pathways"][field], nan=1.0)
+    return float((q < 0.05).any(axis=1).mean())
+
+
+def _sae(adata, use_rep):
+    """Explicit settings: the result must not follow the SAE defaults."""
+    scsae.tl.sae(adata, use_rep=use_rep, n_features=64, k=4, max_epochs=30, random_state=0)
+
+
+def test_calibrated_on_random_embedding():
+    """An SAE trained on noise: co-expressed programme sets must not come out significant."""
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=5)
+    adata.obsm["X_noise"] = np.random.default_rng(1).normal(size=(adata.n_obs, 12))
+    _sae(adata, "X_noise")
+    scsae.tl.feature_genes(adata)
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    share, naive = _significant_share(adata), _significant_share(adata, "pvals_adj")
+    print(
+        f"random embedding: {share:.1%} of features significant (decoupler p-values: {naive:.1%})"
+    )
+    assert share <= 0.05
+
+
+def test_calibrated_on_permuted_cells_and_powered_on_real_cells():
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=6)
+    sc.pp.pca(adata, n_comps=12)
+    _sae(adata, "X_pca")
+    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    real = _significant_share(adata)
+    res = adata.uns["X_sae_pathways"]
+    q = np.nan_to_num(res["qvals"], nan=1.0)
+    found = {
+        res["sources"][j]
+        for i, j in zip(*np.nonzero(q < 0.05), strict=True)
+        if res["zscores"][i, j] > 0
+    }
+    adata.obsm["X_sae"] = adata.obsm["X_sae"][np.random.default_rng(2).permutation(adata.n_obs)]
+    scsae.tl.feature_genes(adata, method="association")
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    permuted = _significant_share(adata)
+    print(f"significant features: real {real:.1%}, permuted cells {permuted:.1%}")
+    assert permuted <= 0.05
+    assert len(found) >= 5  # most programmes are found by some real feature
+
+
+def test_calibrated_on_random_decoder_directions():
+    """Loadings route: random decoder directions in the PCA link to no set."""
+    adata, sets = programmes(n_cells=300, n_genes=120, n_prog=6, genes_per=12, seed=7)
+    sc.pp.pca(adata, n_comps=12)
+    rng = np.random.default_rng(3)
+    adata.obsm["X_sae"] = sparse.csr_matrix(rng.exponential(size=(adata.n_obs, 64)))
+    adata.uns["X_sae"] = {"params": {"use_rep": "X_pca"}, "decoder": rng.normal(size=(64, 12))}
+    scsae.tl.feature_genes(adata)
+    assert adata.uns["X_sae_genes"]["params"]["method"] == "loadings"
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=30)
+    share, naive = _significant_share(adata), _significant_share(adata, "pvals_adj")
+    print(f"random decoder: {share:.1%} of features significant (decoupler p-values: {naive:.1%})")
+    assert share <= 0.05

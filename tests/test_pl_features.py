@@ -38,7 +38,7 @@ def done():
     scsae.tl.feature_genes(adata)
     sets = {f"SET_{t}": list(genes[5 * j : 5 * j + 5]) for j, t in enumerate("ABCD")}
     sets["SET_NOISE"] = list(genes[25:35])
-    scsae.tl.link_pathways(adata, sets, tmin=3)
+    scsae.tl.link_pathways(adata, sets, tmin=3, n_perm=10)
     scsae.tl.feature_enrichment(adata, "cell_type")
     return adata
 
@@ -67,6 +67,26 @@ def test_features_on_umap(done, tmp_path):
     values = ax.collections[0].get_array()
     assert len(values) == done.n_obs
     plt.close("all")
+
+
+def test_features_defaults_axes_colorbar_and_titles(done):
+    """No selection: the most specific features, labelled; UMAP axes; labelled colour bars."""
+    fig = scsae.pl.features(done, return_fig=True, show=False)
+    panels = [a for a in fig.axes if a.get_title()]
+    titles = [a.get_title() for a in panels]
+    # the four cell-type features, one per type, not the noise feature 5
+    assert sorted(int(t.split()[1].rstrip(":")) for t in titles) == [0, 1, 2, 3]
+    assert all("|" in t or ": " in t for t in titles)  # titles carry the labels
+    assert panels[0].get_xlabel() == "UMAP1" and panels[0].get_ylabel() == "UMAP2"
+    bars = [a.get_ylabel() for a in fig.axes if not a.get_title() and a.get_ylabel()]
+    assert bars and set(bars) == {"activation"}
+    plt.close(fig)
+    # without enrichment: the most frequent features
+    done.uns.pop("X_sae_enrichment")
+    from scsae.pl._features import default_features
+
+    freq = (done.obsm["X_sae"].toarray() > 0).mean(0)
+    assert default_features(done, "X_sae") == list(np.argsort(-freq, kind="stable")[:4])
 
 
 def test_features_errors(done):

@@ -21,6 +21,8 @@ def trained(adata):
 def test_training_history_from_adata_and_model(trained, tmp_path):
     adata, model = trained
     ax = scsae.pl.training_history(adata, show=False)
+    assert ax.get_ylabel() == "fraction of variance unexplained (FVU)"
+    assert "{" not in scsae.pl.training_history.__doc__  # placeholders filled
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"train_fvu", "validation_fvu"}
     np.testing.assert_allclose(

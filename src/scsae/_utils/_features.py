@@ -107,22 +107,26 @@ mod
 
 
 def pathway_frames(adata: Any, key: str = "X_sae_pathways") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores and adjusted p-values of :func:`link_pathways` as features x sources DataFrames."""
+    """Scores and q-values of :func:`link_pathways` as features x sources DataFrames.
+
+    The q-values are the calibrated ``qvals`` where present, else decoupler's ``pvals_adj``.
+    """
     if key not in adata.uns or "scores" not in adata.uns[key]:
         msg = f"uns[{key!r}] not found; run scsae.tl.link_pathways(adata, net, key_added={key!r}) first."
         raise KeyError(msg)
     res = adata.uns[key]
     sources = [str(s) for s in res["sources"]]
-    index = [str(i) for i in range(np.shape(res["scores"])[0])]
+    index = pd.RangeIndex(np.shape(res["scores"])[0], name="feature")
     scores = pd.DataFrame(np.asarray(res["scores"]), index=index, columns=sources)
-    pvals = pd.DataFrame(np.asarray(res["pvals_adj"]), index=index, columns=sources)
+    q = res["qvals"] if "qvals" in res else res["pvals_adj"]
+    pvals = pd.DataFrame(np.asarray(q), index=index, columns=sources)
     return scores, pvals
 
 
 def enrichment_frames(
     adata: Any, groupby: str, *, key: str = "X_sae_enrichment"
 ) -> dict[str, pd.DataFrame]:
-    """``auroc``, ``mean`` and ``frac_active`` of one column as features x categories DataFrames."""
+    """``auroc``, ``purity``, ``mean``, ``frac_active`` of one column: features x categories frames."""
     if key not in adata.uns or groupby not in adata.uns[key]:
         msg = (
             f"uns[{key!r}][{groupby!r}] not found; run "
@@ -131,8 +135,9 @@ def enrichment_frames(
         raise KeyError(msg)
     res = adata.uns[key][groupby]
     cats = [str(c) for c in res["categories"]]
-    index = [str(i) for i in range(np.shape(res["auroc"])[0])]
+    index = pd.RangeIndex(np.shape(res["auroc"])[0], name="feature")
     return {
         name: pd.DataFrame(np.asarray(res[name]), index=index, columns=cats)
-        for name in ("auroc", "mean", "frac_active")
+        for name in ("auroc", "purity", "mean", "frac_active")
+        if name in res
     }

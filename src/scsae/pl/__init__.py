@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "ate_scatter": "._perturbation",
+        "feature_browser": "._browser",
         "feature_density": "._density",
         "feature_obs": "._feature_obs",
         "features": "._features",

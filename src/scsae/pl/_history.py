@@ -12,7 +12,6 @@ from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, get_sae_uns, new_axes
 
 
-@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def _history_of(data: Any, key: str) -> dict[str, np.ndarray]:
     history = getattr(data, "history", None)
     if isinstance(history, dict) and not hasattr(data, "uns"):  # a model
@@ -20,6 +19,18 @@ def _history_of(data: Any, key: str) -> dict[str, np.ndarray]:
     return {name: np.asarray(v) for name, v in get_sae_uns(data, key).get("history", {}).items()}
 
 
+def _y_label(metrics: list[str]) -> str:
+    """What the y axis measures: one metric's name, or the quantity they share."""
+    if all(m.endswith("fvu") for m in metrics):
+        return "fraction of variance unexplained (FVU)"
+    if all(m.endswith("l0") for m in metrics):
+        return "active features per cell (L0)"
+    if all("loss" in m for m in metrics):
+        return "loss"
+    return " / ".join(metrics)
+
+
+@doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
 def training_history(
     data: Any,
     *,
@@ -58,7 +69,7 @@ def training_history(
         values = history[name]
         axes.plot(np.arange(1, len(values) + 1), values, label=name)
     axes.set_xlabel("epoch")
-    axes.set_ylabel(" / ".join(present) if len(present) == 1 else "value")
+    axes.set_ylabel(_y_label(present))
     if log_y and all((history[m] > 0).all() for m in present):
         axes.set_yscale("log")
     axes.legend(frameon=False)

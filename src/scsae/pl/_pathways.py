@@ -61,8 +61,9 @@ def pathways(
     n_sources
         Pathways shown when ``sources`` is not given.
     kind
-        ``"heatmap"`` (significant cells, adjusted p < ``alpha``, get a black dot) or
-        ``"dotplot"`` (dot size: ``-log10`` adjusted p-value).
+        ``"heatmap"`` (significant cells get a black dot: q < ``alpha``, the calibrated
+        ``qvals`` of :func:`~scsae.tl.link_pathways`, else decoupler's adjusted p) or
+        ``"dotplot"`` (dot size: ``-log10 q``).
     cluster
         Order rows and columns by hierarchical clustering (else: as selected).
     alpha
@@ -129,7 +130,7 @@ def pathways(
             vmin=-vmax,
             vmax=vmax,
             color_label=f"{method} score",
-            size_label="-log10 padj",
+            size_label="-log10 q",
         )
     axes.set_ylabel("feature")
     return finish(fig, axes, show=show, return_fig=return_fig, ax_given=ax is not None)

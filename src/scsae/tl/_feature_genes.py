@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -88,6 +89,29 @@ def _expression(
     return adata.X, adata.var_names, False, "X"
 
 
+def _auto_route(
+    genes_ad: AnnData,
+    load_name: str | None,
+    covered: np.ndarray | None,
+    *,
+    layer: str | None,
+    use_raw: bool | None,
+) -> tuple[str, str]:
+    """``"loadings"`` only when the embedding is linear in every gene to be scored."""
+    if covered is None:
+        return "association", "no gene loadings for this embedding"
+    raw_genes = use_raw is not False and layer is None and genes_ad.raw is not None
+    if raw_genes and not genes_ad.raw.var_names.equals(genes_ad.var_names):
+        return "association", f".raw holds {genes_ad.raw.n_vars} genes, {load_name} covers var only"
+    if not covered.all():
+        return (
+            "association",
+            f"{load_name} covers {int(covered.sum())} of {covered.size} genes "
+            "(e.g. a PCA of highly variable genes)",
+        )
+    return "loadings", f"{load_name} covers all {covered.size} genes"
+
+
 def _warn_if_counts(matrix: Any, name: str) -> None:
     block = matrix[: min(500, matrix.shape[0])]
     values = block.data if sparse.issparse(block) else np.asarray(block).ravel()
@@ -118,7 +142,26 @@ def _dense(x: Any) -> np.ndarray:
     return x.toarray() if sparse.issparse(x) else np.asarray(x)
 
 
-def _association(
+def _as_float(expr: Any) -> Any:
+    if sparse.issparse(expr):
+        return sparse.csr_matrix(expr, dtype=np.float64)
+    return np.asarray(expr, dtype=np.float64)
+
+
+def expressed_genes(expr: Any) -> np.ndarray:
+    """Genes that vary across cells: the universe of the association route.
+
+    A gene constant over every cell (e.g. never detected) carries no information on
+    any feature; it is left out (NaN score), not given a score of 0.
+    """
+    expr = _as_float(expr)
+    mean = np.asarray(expr.mean(axis=0)).ravel()
+    sq = expr.multiply(expr) if sparse.issparse(expr) else expr**2
+    var = np.asarray(sq.mean(axis=0)).ravel() - mean**2
+    return var > 1e-12 * np.maximum(mean**2, 1.0)
+
+
+def association(
     acts: sparse.csc_matrix,
     expr: Any,
     *,
@@ -126,17 +169,20 @@ def _association(
     min_cells: int,
     statistic: str,
     chunk_size: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    universe: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Welch t (or SMD) of top-activating vs non-activating cells, all features at once.
 
     Group sums come from sparse products ``groups.T @ expr``, so the cost is one pass
-    over the expression per chunk of features, whatever the number of cells tested.
+    over the expression per chunk of features, whatever the number of cells tested;
+    the test itself is :func:`scipy.stats.ttest_ind_from_stats`. Genes outside
+    ``universe`` get NaN.
+
+    Returns
+    -------
+    ``(scores, pvals, n_top, tested)``; scores and p-values are genes x features.
     """
-    expr = (
-        sparse.csr_matrix(expr, dtype=np.float64)
-        if sparse.issparse(expr)
-        else np.asarray(expr, dtype=np.float64)
-    )
+    expr = _as_float(expr)[:, universe]
     expr2 = expr.multiply(expr).tocsr() if sparse.issparse(expr) else expr**2
     n_cells = expr.shape[0]
     total = np.asarray(expr.sum(axis=0)).ravel()
@@ -147,9 +193,10 @@ def _association(
     n0_all = n_cells - np.asarray(active.sum(axis=0)).ravel()
     tested = (n1_all >= min_cells) & (n0_all >= min_cells)
 
-    n_genes, n_feat = expr.shape[1], acts.shape[1]
-    scores = np.zeros((n_genes, n_feat), dtype=np.float32)
-    pvals = np.ones((n_genes, n_feat), dtype=np.float64)
+    n_feat = acts.shape[1]
+    scores = np.full((universe.size, n_feat), np.nan, dtype=np.float32)
+    pvals = np.full((universe.size, n_feat), np.nan, dtype=np.float64)
+    scores[universe], pvals[universe] = 0.0, 1.0
     for start in range(0, n_feat, chunk_size):
         sl = slice(start, min(start + chunk_size, n_feat))
         if not tested[sl].any():
@@ -162,32 +209,92 @@ def _association(
         m1, m0 = s1 / n1, (total - sa) / n0
         v1 = np.clip((q1 - n1 * m1**2) / (n1 - 1), 0, None)
         v0 = np.clip((total2 - qa - n0 * m0**2) / (n0 - 1), 0, None)
-        a1, a0 = v1 / n1, v0 / n0
-        se = np.sqrt(a1 + a0)
-        ok = se > 0
-        t = np.divide(m1 - m0, se, out=np.zeros_like(se), where=ok)
-        df = np.divide(
-            (a1 + a0) ** 2, a1**2 / (n1 - 1) + a0**2 / (n0 - 1), out=np.ones_like(se), where=ok
-        )
-        p = np.where(ok, 2 * stats.t.sf(np.abs(t), df), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t, p = stats.ttest_ind_from_stats(
+                m1, np.sqrt(v1), n1, m0, np.sqrt(v0), n0, equal_var=False
+            )
+        # no spread in either group: no evidence either way
+        t, p = np.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(p, nan=1.0)
         if statistic == "smd":
             pooled = np.sqrt((v1 + v0) / 2)
-            score = np.divide(m1 - m0, pooled, out=np.zeros_like(se), where=pooled > 0)
+            score = np.divide(m1 - m0, pooled, out=np.zeros_like(pooled), where=pooled > 0)
         else:
             score = t
         keep = ~tested[sl]
         score[keep], p[keep] = 0.0, 1.0
-        scores[:, sl] = score.T
-        pvals[:, sl] = p.T
-    pvals_adj = stats.false_discovery_control(pvals, axis=0)
-    pvals_adj[:, ~tested] = 1.0
-    return (
-        scores,
-        pvals.astype(np.float32),
-        pvals_adj.astype(np.float32),
-        n1_all.astype(np.int64),
-        tested,
+        scores[universe, sl] = score.T
+        pvals[universe, sl] = p.T
+    return scores, pvals, n1_all.astype(np.int64), tested
+
+
+def null_gene_scores(
+    adata: Any, genes_key: str, *, mod: str | None, n_perm: int, random_state: int
+) -> Iterator[np.ndarray]:
+    """Gene scores of ``n_perm`` null versions of the features, made the way the real ones were.
+
+    ``"association"``: the activations are permuted across cells (one permutation for
+    all features, so each keeps its number of active and top cells) and associated
+    with the same expression. ``"loadings"``: each feature's decoder direction is
+    replaced by a random direction of the embedding. Either way a null feature is
+    unrelated to the genes while its gene scores keep the genes' correlation.
+
+    Yields
+    ------
+    Genes x features float arrays (NaN outside the universe), one per permutation.
+    """
+    genes_ad, rows = get_modality(adata, mod)
+    params = genes_ad.uns[genes_key]["params"]
+    sae_uns = get_sae_result(adata, params["key"])
+    rng = np.random.default_rng(random_state)
+    if params["method"] == "loadings":
+        load = _stored_loadings(genes_ad, sae_uns, params)
+        n_feat, n_dims = np.shape(sae_uns["decoder"])
+        for _ in range(n_perm):
+            directions = rng.normal(size=(n_feat, n_dims))
+            directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+            yield load @ directions.T
+        return
+    expr, _genes, _raw, _name = _expression(
+        genes_ad, params.get("layer") or None, use_raw=params["source"] == "raw.X"
     )
+    acts = get_activations(adata, params["key"])
+    if rows is not None:
+        acts = acts[rows]
+    universe = np.asarray(
+        genes_ad.uns[genes_key].get("universe", expressed_genes(expr)), dtype=bool
+    )
+    n_top = None if params["n_top_cells"] < 0 else int(params["n_top_cells"])
+    acts = acts.tocsr()
+    for _ in range(n_perm):
+        perm = acts[rng.permutation(acts.shape[0])].tocsc()
+        yield association(
+            perm,
+            expr,
+            n_top_cells=n_top,
+            min_cells=int(params["min_cells"]),
+            statistic=params["statistic"],
+            chunk_size=256,
+            universe=universe,
+        )[0]
+
+
+def _stored_loadings(genes_ad: AnnData, sae_uns: dict, params: dict) -> np.ndarray:
+    """The loadings a ``"loadings"`` result was made from (NaN outside its universe)."""
+    source = params["source"]
+    if not source.startswith("varm["):
+        msg = (
+            f"the null of a loadings route needs loadings stored in varm; this result used "
+            f"{source}. Store them in varm and pass loadings='<key>' to feature_genes."
+        )
+        raise ValueError(msg)
+    load = np.asarray(genes_ad.varm[source[6:-2]], dtype=np.float64)
+    covered = _covered(load)
+    return np.where(covered[:, None], load, np.nan)
+
+
+def _covered(load: np.ndarray) -> np.ndarray:
+    """Genes with loadings: finite and not all zero (scanpy writes zeros for non-HVGs)."""
+    return np.isfinite(load).all(axis=1) & (np.abs(np.nan_to_num(load)).sum(axis=1) > 0)
 
 
 @doc_params(key=DOC_KEY, mod=DOC_MOD)
@@ -207,7 +314,7 @@ def feature_genes(
     key_added: str | None = None,
     copy: bool = False,
 ) -> Any | None:
-    """Score every gene for every SAE feature.
+    """Score every gene for every SAE feature, over an explicit gene universe.
 
     Two routes:
 
@@ -216,17 +323,26 @@ def feature_genes(
         linear decoder such as LDVAE or MOFA weights passed as ``loadings``), a
         feature's gene scores are its decoder direction mapped to genes,
         ``loadings @ decoder.T``: the change in (scaled) expression the feature
-        adds to a cell. No p-values.
+        adds to a cell. No p-values. Only genes with loadings are scored: a PCA of
+        highly variable genes leaves the other genes out of the universe (NaN),
+        they do not score 0.
     ``"association"``
-        For any embedding (scVI, totalVI, MOFA, WNN...): each feature's most
-        activated cells are compared with the cells where it is inactive, gene by
-        gene, on log-normalised expression (Welch's t test, or the standardised
-        mean difference as score). All features are tested at once through sparse
-        group sums, with two-sided p-values and Benjamini-Hochberg adjustment over
-        the genes of each feature.
+        For any embedding (scVI, totalVI, MOFA, WNN, a PCA of some genes...): each
+        feature's most activated cells are compared with the cells where it is
+        inactive, gene by gene, on log-normalised expression (Welch's t test,
+        :func:`scipy.stats.ttest_ind_from_stats`, or the standardised mean
+        difference as score). All features are tested at once through sparse group
+        sums, with two-sided p-values and Benjamini-Hochberg adjustment
+        (:func:`scipy.stats.false_discovery_control`) over the genes of each
+        feature. The universe is every gene that varies across cells. The cells
+        were selected by activations computed from the same expression, so these
+        p-values rank genes; they are not calibrated tests (the pathway q-values of
+        :func:`~scsae.tl.link_pathways` are).
 
-    ``"auto"`` takes ``"loadings"`` when loadings are given or the SAE was trained
-    on ``X_pca`` with matching ``varm['PCs']``, and ``"association"`` otherwise.
+    ``"auto"`` (default) takes ``"loadings"`` only when the loadings (``loadings=``,
+    or ``varm['PCs']`` for an SAE trained on ``X_pca``) cover every gene to be
+    scored, and ``"association"`` otherwise; the log and ``params['route_reason']``
+    say which route ran and why.
 
     Parameters
     ----------
@@ -238,7 +354,8 @@ def feature_genes(
     loadings
         Genes x embedding-dims loadings for the ``"loadings"`` route: a ``varm`` key,
         an array or a DataFrame indexed by gene. `None` uses ``varm['PCs']`` when the
-        SAE was trained on ``X_pca``.
+        SAE was trained on ``X_pca``. Rows that are all zero or not finite mean "no
+        loading" (scanpy writes zeros for genes left out of the PCA).
     layer
         Layer of log-normalised expression for ``"association"``.
     use_raw
@@ -273,14 +390,19 @@ def feature_genes(
     ``var`` was tested):
 
     ``varm[key_added]`` : :class:`numpy.ndarray` (genes x features, float32)
-        Gene scores (composed loadings, t statistic or SMD).
+        Gene scores (composed loadings, t statistic or SMD); NaN outside the universe.
     ``varm[key_added + '_pvals']`` : :class:`numpy.ndarray` (genes x features)
-        ``"association"`` only: two-sided p-values.
+        ``"association"`` only: two-sided p-values (NaN outside the universe).
     ``varm[key_added + '_pvals_adj']`` : :class:`numpy.ndarray` (genes x features)
-        ``"association"`` only: Benjamini-Hochberg adjusted p-values (per feature).
+        ``"association"`` only: Benjamini-Hochberg adjusted p-values (per feature,
+        over the universe).
+    ``uns[key_added]['universe']`` : :class:`numpy.ndarray` of bool (genes)
+        The genes that have a real score.
     ``uns[key_added]['params']`` : `dict`
-        ``key``, ``method``, ``source`` (loadings or expression used), ``mod``,
-        ``n_top_cells``, ``min_cells``, ``statistic``, ``varm_on`` (``"var"`` or ``"raw"``).
+        ``key``, ``method`` (the route that ran), ``route_reason``, ``source``
+        (loadings or expression used), ``mod``, ``n_genes``, ``n_universe`` (genes in
+        the universe), ``varm_on`` (``"var"`` or ``"raw"``) and, for
+        ``"association"``, ``layer``, ``n_top_cells``, ``min_cells``, ``statistic``.
     ``uns[key_added]['n_cells_top']`` : :class:`numpy.ndarray` (features)
         ``"association"`` only: cells in each feature's top group.
     ``uns[key_added]['tested']`` : :class:`numpy.ndarray` of bool (features)
@@ -291,8 +413,9 @@ def feature_genes(
     >>> import scanpy as sc, scsae
     >>> adata = sc.datasets.pbmc68k_reduced()
     >>> scsae.tl.sae(adata)
-    >>> scsae.tl.feature_genes(adata, method="association")
-    >>> adata.varm["X_sae_genes"].shape  # genes x features
+    >>> scsae.tl.feature_genes(adata)  # PCA of 309 HVGs: association over all 765 genes
+    >>> adata.uns["X_sae_genes"]["params"]["method"]
+    'association'
     """
     if method not in ("auto", "loadings", "association"):
         msg = f"method={method!r}; choose 'auto', 'loadings' or 'association'."
@@ -317,23 +440,24 @@ def feature_genes(
             "LDVAE/MOFA weights). Otherwise use method='association'."
         )
         raise ValueError(msg)
-    route = (
-        "loadings"
-        if method == "loadings" or (method == "auto" and load is not None)
-        else "association"
-    )
+    covered = _covered(load) if load is not None else None
+    if method == "auto":
+        route, why = _auto_route(genes_ad, load_name, covered, layer=layer, use_raw=use_raw)
+    else:
+        route, why = method, "asked for"
 
-    start = logg.info(f"scoring genes of {decoder.shape[0]} SAE features ({route})")
-    params: dict[str, Any] = {"key": key, "method": route, "mod": mod or ""}
+    start = logg.info(f"scoring genes of {decoder.shape[0]} SAE features: {route} route ({why})")
+    params: dict[str, Any] = {"key": key, "method": route, "route_reason": why, "mod": mod or ""}
     if route == "loadings":
-        missing = ~np.isfinite(load).all(axis=1)
-        if missing.any():
+        if not covered.all():
             logg.warning(
-                f"{int(missing.sum())} of {load.shape[0]} genes have no finite loadings in "
-                f"{load_name} (e.g. genes left out of the PCA); their scores are set to 0."
+                f"{int((~covered).sum())} of {load.shape[0]} genes have no loadings in "
+                f"{load_name} (e.g. genes left out of the PCA); they are left out of the gene "
+                "universe (NaN scores). method='association' scores every gene."
             )
-        scores = (np.where(missing[:, None], 0.0, load) @ decoder.T).astype(np.float32)
-        params["n_genes_without_loadings"] = int(missing.sum())
+        scores = np.full((load.shape[0], decoder.shape[0]), np.nan, dtype=np.float32)
+        scores[covered] = load[covered] @ decoder.T
+        universe = covered
         pvals = pvals_adj = n_top = None
         tested = np.ones(decoder.shape[0], dtype=bool)
         on_raw = False
@@ -344,16 +468,23 @@ def feature_genes(
         acts = get_activations(adata, key)
         if rows is not None:
             acts = acts[rows]
-        scores, pvals, pvals_adj, n_top, tested = _association(
+        universe = expressed_genes(expr)
+        scores, pvals, n_top, tested = association(
             acts,
             expr,
             n_top_cells=n_top_cells,
             min_cells=min_cells,
             statistic=statistic,
             chunk_size=chunk_size,
+            universe=universe,
         )
+        pvals_adj = np.full_like(pvals, np.nan)
+        pvals_adj[universe] = stats.false_discovery_control(pvals[universe], axis=0)
+        pvals_adj[:, ~tested] = np.where(universe[:, None], 1.0, np.nan)
+        pvals, pvals_adj = pvals.astype(np.float32), pvals_adj.astype(np.float32)
         params |= {
             "source": name,
+            "layer": layer or "",
             "n_top_cells": -1 if n_top_cells is None else int(n_top_cells),
             "min_cells": int(min_cells),
             "statistic": statistic,
@@ -362,6 +493,8 @@ def feature_genes(
             logg.warning(
                 f"{int((~tested).sum())} features active in < {min_cells} cells were not tested."
             )
+    params["n_genes"] = int(universe.size)
+    params["n_universe"] = int(universe.sum())
     params["varm_on"] = "raw" if on_raw else "var"
 
     # everything computed: now write
@@ -376,7 +509,7 @@ def feature_genes(
             store.varm[key_added + suffix] = values
         elif key_added + suffix in store.varm:  # stale results of another route
             del store.varm[key_added + suffix]
-    target_ad.uns[key_added] = {"params": params, "tested": tested}
+    target_ad.uns[key_added] = {"params": params, "tested": tested, "universe": universe}
     if n_top is not None:
         target_ad.uns[key_added]["n_cells_top"] = n_top
     where = "raw.varm" if params["varm_on"] == "raw" else "varm"
