@@ -11,6 +11,7 @@ from ._perturbation import (
     mask_recovery_auroc,
     perturbation_split,
 )
+from ._perturbation_effects import perturbation_effects
 from ._recovery import feature_recovery
 from ._sae import sae
 
@@ -24,6 +25,7 @@ __all__ = [
     "feature_table",
     "link_pathways",
     "mask_recovery_auroc",
+    "perturbation_effects",
     "perturbation_split",
     "sae",
 ]
