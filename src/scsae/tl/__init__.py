@@ -1,5 +1,6 @@
 """Tools: scanpy-style functions that write results into AnnData."""
 
+from ._decode import decode_features, steer
 from ._enrichment import feature_enrichment
 from ._feature_genes import feature_genes
 from ._feature_table import feature_table
@@ -18,6 +19,7 @@ from ._sae import sae
 __all__ = [
     "average_treatment_effect",
     "compare_perturbation_models",
+    "decode_features",
     "evaluate_ate",
     "feature_enrichment",
     "feature_genes",
@@ -28,4 +30,5 @@ __all__ = [
     "perturbation_effects",
     "perturbation_split",
     "sae",
+    "steer",
 ]

@@ -20,7 +20,7 @@ from .._utils._features import (
     is_mudata,
 )
 
-Method = Literal["auto", "loadings", "association"]
+Method = Literal["auto", "loadings", "association", "decoder"]
 
 
 def _resolve_loadings(
@@ -206,6 +206,7 @@ def feature_genes(
     chunk_size: int = 256,
     key_added: str | None = None,
     copy: bool = False,
+    model: Any = None,
 ) -> Any | None:
     """Score every gene for every SAE feature.
 
@@ -224,6 +225,11 @@ def feature_genes(
         mean difference as score). All features are tested at once through sparse
         group sums, with two-sided p-values and Benjamini-Hochberg adjustment over
         the genes of each feature.
+
+    ``"decoder"``
+        For the latent of an scvi-tools model (``model=``): each feature's decoder
+        row is added to cells' latents and decoded; scores are log2 fold changes
+        (:func:`~scsae.tl.decode_features`).
 
     ``"auto"`` takes ``"loadings"`` when loadings are given or the SAE was trained
     on ``X_pca`` with matching ``varm['PCs']``, and ``"association"`` otherwise.
@@ -265,6 +271,9 @@ def feature_genes(
         Base key of the results; default ``key + '_genes'``.
     copy
         Return a modified copy instead of writing into ``adata``.
+    model
+        ``method="decoder"``: the trained scvi-tools model whose latent the SAE was
+        trained on; scores come from :func:`~scsae.tl.decode_features`.
 
     Returns
     -------
@@ -294,8 +303,12 @@ def feature_genes(
     >>> scsae.tl.feature_genes(adata, method="association")
     >>> adata.varm["X_sae_genes"].shape  # genes x features
     """
+    if method == "decoder":  # third route: through the embedding's generative model
+        from ._decode import decode_features
+
+        return decode_features(adata, model, key=key, key_added=key_added, copy=copy)
     if method not in ("auto", "loadings", "association"):
-        msg = f"method={method!r}; choose 'auto', 'loadings' or 'association'."
+        msg = f"method={method!r}; choose 'auto', 'loadings', 'association' or 'decoder'."
         raise ValueError(msg)
     if statistic not in ("t", "smd"):
         msg = f"statistic={statistic!r}; choose 't' or 'smd'."
