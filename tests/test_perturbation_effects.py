@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +10,9 @@ from anndata import AnnData, read_h5ad
 from scipy import sparse
 
 import scsae
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
 
 
 def _acts(rng, n, freq, scale=1.0):
@@ -163,3 +167,57 @@ def test_errors_leave_adata_untouched(kwargs, error, match):
     assert adata.uns.keys() == before.uns.keys()
     assert adata.obs.equals(before.obs)
     assert (adata.obsm["X_sae"] != before.obsm["X_sae"]).nnz == 0
+
+
+def test_plot_clustered_dotplot_with_labels():
+    adata = screen()
+    scsae.tl.perturbation_effects(adata, perturbation_key="pert", control="ctrl")
+    labels = {str(i): f"prog{i}" for i in range(40)}
+    ax = scsae.pl.perturbation_effects(adata, labels=labels, show=False)
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    # only the two planted features are significant anywhere, labelled "i: label"
+    assert sorted(rows) == ["0: prog0", "1: prog1"]
+    assert {t.get_text() for t in ax.get_xticklabels()} == {"A", "A+B", "B", "C"}
+    fig = scsae.pl.perturbation_effects(
+        adata,
+        features=[0, 1, 5],
+        perturbations=["A", "B"],
+        labels=None,
+        cluster=False,
+        return_fig=True,
+    )
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1", "5"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"]
+    plt.close("all")
+
+
+def test_plot_auto_labels_from_feature_table():
+    from conftest import superposition
+
+    x, _, codes = superposition(n_obs=600, seed=4)
+    adata = AnnData(np.zeros((600, 2), dtype=np.float32))
+    adata.obsm["X_emb"] = x
+    adata.obs["pert"] = np.where(
+        codes[:, 0] > 0, "hit", np.array(["ctrl", "other"])[np.arange(600) % 2]
+    )
+    scsae.tl.sae(adata, use_rep="X_emb", n_features=32, k=3, max_epochs=5, random_state=0)
+    scsae.tl.feature_enrichment(adata, "pert")
+    scsae.tl.perturbation_effects(adata, perturbation_key="pert", control="ctrl")
+    ax = scsae.pl.perturbation_effects(adata, n_features=5, show=False)
+    table = scsae.tl.feature_table(adata)
+    for tick in ax.get_yticklabels():
+        feat, label = tick.get_text().split(": ", 1)
+        assert label == table.loc[feat, "label"]
+    plt.close("all")
+
+
+def test_plot_errors():
+    adata = screen()
+    with pytest.raises(KeyError, match=r"run scsae\.tl\.perturbation_effects"):
+        scsae.pl.perturbation_effects(adata)
+    scsae.tl.perturbation_effects(adata, perturbation_key="pert", control="ctrl")
+    with pytest.raises(KeyError, match="perturbations not in the table"):
+        scsae.pl.perturbation_effects(adata, perturbations=["Z"], show=False)
+    with pytest.raises(IndexError, match="not in the table"):
+        scsae.pl.perturbation_effects(adata, features=[99], show=False)

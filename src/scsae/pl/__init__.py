@@ -6,6 +6,7 @@ from ._features import features
 from ._history import training_history
 from ._pathways import pathways
 from ._perturbation import ate_scatter, mask_heatmap, perturbation_embedding
+from ._perturbation_effects import perturbation_effects
 from ._recovery import inference_tradeoff, recovery_matrix
 from ._top_genes import top_genes
 
@@ -17,6 +18,7 @@ __all__ = [
     "inference_tradeoff",
     "mask_heatmap",
     "pathways",
+    "perturbation_effects",
     "perturbation_embedding",
     "recovery_matrix",
     "top_genes",
