@@ -221,3 +221,44 @@ def test_plot_errors():
         scsae.pl.perturbation_effects(adata, perturbations=["Z"], show=False)
     with pytest.raises(IndexError, match="not in the table"):
         scsae.pl.perturbation_effects(adata, features=[99], show=False)
+
+
+def test_papalexi_interferon_feature_down_in_pathway_knockouts():
+    """Real screen: an SAE feature is switched off by every IFN-gamma pathway knockout alike."""
+    from _helpers import SHARED
+
+    path = SHARED / "papalexi2021_sceptredata.h5ad"
+    if not path.exists():
+        pytest.skip(f"{path} not found (shared data is only on the project's machines)")
+    import scanpy as sc
+
+    adata = scsae.datasets.papalexi2021(path)
+    ifn = ["STAT1", "JAK2", "IFNGR1", "IFNGR2"]
+    # up to 300 cells of each of the four, two unrelated targets and the controls
+    rng = np.random.default_rng(0)
+    obs = adata.obs.reset_index(drop=True)
+    obs = obs[obs["target"].isin([*ifn, "non-targeting", "CUL3", "MYC"])]
+    rows = (
+        obs.groupby("target", observed=True)
+        .sample(frac=1, random_state=0)
+        .groupby("target", observed=True)
+        .head(300)
+        .index
+    )
+    adata = adata[np.sort(rows.to_numpy())].copy()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=10, random_state=0)
+    scsae.tl.sae(
+        adata, use_rep="X_pca", n_features=32, k=3, max_epochs=5, batch_size=128, random_state=0
+    )
+
+    def down_in_all(ad):
+        scsae.tl.perturbation_effects(ad, perturbation_key="target", control="non-targeting")
+        tab = _table(ad)
+        down = tab[(tab.qval < 0.05) & (tab.diff_mean < 0)]
+        return set.intersection(*(set(down[down.perturbation == t].feature) for t in ifn))
+
+    assert len(down_in_all(adata)) >= 1
+    adata.obs["target"] = rng.permutation(adata.obs["target"].to_numpy())
+    assert len(down_in_all(adata)) == 0
