@@ -63,6 +63,16 @@ def test_linear_decoder_gives_the_loadings_composed_with_the_feature(ldvae_fit):
     lfc = lfc - lfc.mean(0)
     expected = expected - expected.mean(0)
     np.testing.assert_allclose(lfc, expected, atol=2e-2 * np.abs(expected).max())
+    # LDVAE samples each cell's library: steering is still seeded, and leaves torch's stream alone
+    torch.manual_seed(1)
+    first = scsae.tl.steer(adata, model, feature=0, strength=1.0, cells=np.arange(20))
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    second = scsae.tl.steer(adata, model, feature=0, strength=1.0, cells=np.arange(20))
+    np.testing.assert_array_equal(first.X, second.X)
+    np.testing.assert_array_equal(first.layers["counts"], second.layers["counts"])
+    torch.manual_seed(1)
+    assert torch.equal(after, torch.rand(3))
 
 
 def test_decode_writes_feature_genes_format_and_is_read_downstream(scvi_fit, tmp_path):

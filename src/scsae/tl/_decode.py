@@ -10,7 +10,8 @@ without assuming the embedding is linear in them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,16 @@ def _check_is_latent(model: Any, adata: AnnData, emb: np.ndarray, use_rep: str, 
         )
         raise ValueError(msg)
     return float(r2)
+
+
+@contextmanager
+def _seeded(random_state: int) -> Iterator[None]:
+    """Seed torch for the model's sampling (latent, library, counts), restoring the user's stream."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        yield
 
 
 class _Decoder:
@@ -265,17 +276,17 @@ def decode_features(
         strengths = _typical_strength(adata, key)
     else:
         strengths = np.full(decoder.shape[0], float(strength))
-    r2 = _check_is_latent(model, adata, emb, use_rep, random_state) if check_latent else np.nan
-
     start = logg.info(f"decoding {decoder.shape[0]} features through {type(model).__name__}")
-    decode = _Decoder(model, adata, idx, batch_size)
-    z0 = emb[idx]
-    base = _log2_scale(decode(z0), idx.size, adata.n_vars)
     scores = np.zeros((adata.n_vars, decoder.shape[0]), dtype=np.float32)
     tested = strengths != 0
-    for j in np.flatnonzero(tested):
-        moved = _log2_scale(decode(z0 + strengths[j] * decoder[j]), idx.size, adata.n_vars)
-        scores[:, j] = (moved - base).mean(0)
+    with _seeded(random_state):
+        r2 = _check_is_latent(model, adata, emb, use_rep, random_state) if check_latent else np.nan
+        decode = _Decoder(model, adata, idx, batch_size)
+        z0 = emb[idx]
+        base = _log2_scale(decode(z0), idx.size, adata.n_vars)
+        for j in np.flatnonzero(tested):
+            moved = _log2_scale(decode(z0 + strengths[j] * decoder[j]), idx.size, adata.n_vars)
+            scores[:, j] = (moved - base).mean(0)
     params = {
         "key": key,
         "method": "decoder",
@@ -368,8 +379,6 @@ def steer(
     >>> ctrl = adata.obs["target"] == "non-targeting"
     >>> cf = scsae.tl.steer(adata, vae, feature=12, strength=-2.0, cells=ctrl.to_numpy())
     """
-    import torch
-
     module = _check_model(model)
     decoder, emb, use_rep = _latent(adata, key, module)
     feats = np.atleast_1d(np.asarray(feature))
@@ -384,24 +393,18 @@ def steer(
         msg = f"strength has {np.size(strength)} values for {feats.size} features."
         raise ValueError(msg)
     idx = _cell_indices(adata, cells, None, random_state)
-    if check_latent:
-        _check_is_latent(model, adata, emb, use_rep, random_state)
-
     move = (values[:, None] * decoder[feats]).sum(0).astype(np.float32)
     z = emb[idx] + move
-    decode = _Decoder(model, adata, idx, batch_size)
     expected = np.empty((idx.size, adata.n_vars), dtype=np.float32)
     scale = np.empty_like(expected)
     counts = np.empty_like(expected)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(random_state)
-    try:
-        for sl, px in decode(z):
+    with _seeded(random_state):
+        if check_latent:
+            _check_is_latent(model, adata, emb, use_rep, random_state)
+        for sl, px in _Decoder(model, adata, idx, batch_size)(z):
             expected[sl] = px.mean.cpu().numpy()
             scale[sl] = (px.scale if hasattr(px, "scale") else px.mean).cpu().numpy()
             counts[sl] = px.sample().cpu().numpy()
-    finally:
-        torch.random.set_rng_state(generator_state)
     out = AnnData(
         X=expected,
         obs=adata.obs.iloc[idx].copy(),
