@@ -262,3 +262,35 @@ def test_papalexi_interferon_feature_down_in_pathway_knockouts():
     assert len(down_in_all(adata)) >= 1
     adata.obs["target"] = rng.permutation(adata.obs["target"].to_numpy())
     assert len(down_in_all(adata)) == 0
+
+
+def test_sams_vae_latents_effects_only_on_masked_dimensions():
+    """Simulated SAMS-VAE screen: the full latent moves on the true masks, the basal latent not."""
+    sim = scsae.datasets.simulate_perturbations(
+        n_cells_per_perturbation=80,
+        n_control_cells=240,
+        n_combinations=0,
+        n_genes=20,
+        random_state=0,
+    )
+    truth = {
+        (str(p), str(d))
+        for p, row in zip(
+            sim.uns["simulation"]["perturbations"], sim.uns["simulation"]["masks"], strict=True
+        )
+        for d in np.flatnonzero(row)
+    }
+    for key in ("z", "z_basal"):
+        scsae.tl.perturbation_effects(
+            sim, key=key, perturbation_key="target", control="non-targeting", method="t-test"
+        )
+    tab = _table(sim, "z")
+    calls = set(
+        zip(
+            tab.perturbation[tab.qval < 0.05].astype(str),
+            tab.feature[tab.qval < 0.05].astype(str),
+            strict=True,
+        )
+    )
+    assert len(calls & truth) >= 0.8 * len(truth) and len(calls - truth) <= 1
+    assert (_table(sim, "z_basal").qval < 0.05).sum() <= 1
