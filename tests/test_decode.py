@@ -137,6 +137,8 @@ def test_errors(scvi_fit):
         scsae.tl.steer(bad, model, feature=12, strength=1.0)
     with pytest.raises(TypeError, match="scvi-tools model"):
         scsae.tl.decode_features(bad, object())
+    with pytest.raises(TypeError, match="scvi-tools model"):
+        scsae.tl.feature_genes(bad, method="decoder")  # model= forgotten
     # an embedding of the right width that is not the model's latent
     rng = np.random.default_rng(0)
     bad.obsm["X_scVI"] = rng.normal(size=bad.obsm["X_scVI"].shape).astype(np.float32)
