@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "inference_tradeoff": "._recovery",
         "mask_heatmap": "._perturbation",
         "pathways": "._pathways",
+        "perturbation_effects": "._perturbation_effects",
         "perturbation_embedding": "._perturbation",
         "recovery_matrix": "._recovery",
         "top_genes": "._top_genes",

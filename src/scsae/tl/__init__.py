@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "average_treatment_effect": "._perturbation",
         "compare_perturbation_models": "._perturbation",
+        "decode_features": "._decode",
         "evaluate_ate": "._perturbation",
         "feature_enrichment": "._enrichment",
         "feature_genes": "._feature_genes",
@@ -18,7 +19,9 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "feature_table": "._feature_table",
         "link_pathways": "._pathways",
         "mask_recovery_auroc": "._perturbation",
+        "perturbation_effects": "._perturbation_effects",
         "perturbation_split": "._perturbation",
         "sae": "._sae",
+        "steer": "._decode",
     },
 )

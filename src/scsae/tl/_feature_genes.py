@@ -21,7 +21,7 @@ from .._utils._features import (
     is_mudata,
 )
 
-Method = Literal["auto", "loadings", "association"]
+Method = Literal["auto", "loadings", "association", "decoder"]
 
 
 def _resolve_loadings(
@@ -232,6 +232,8 @@ def null_gene_scores(
 ) -> Iterator[np.ndarray]:
     """Gene scores of ``n_perm`` null versions of the features, made the way the real ones were.
 
+    ``"decoder"``: each feature gets the scores of a random latent direction decoded
+    the same way (stored by :func:`~scsae.tl.decode_features`).
     ``"association"``: the activations are permuted across cells (one permutation for
     all features, so each keeps its number of active and top cells) and associated
     with the same expression. ``"loadings"``: each feature's decoder direction is
@@ -246,6 +248,9 @@ def null_gene_scores(
     params = genes_ad.uns[genes_key]["params"]
     sae_uns = get_sae_result(adata, params["key"])
     rng = np.random.default_rng(random_state)
+    if params["method"] == "decoder":
+        yield from _decoder_null(genes_ad, genes_key, sae_uns, n_perm, rng)
+        return
     if params["method"] == "loadings":
         load = _stored_loadings(genes_ad, sae_uns, params)
         n_feat, n_dims = np.shape(sae_uns["decoder"])
@@ -276,6 +281,23 @@ def null_gene_scores(
             chunk_size=256,
             universe=universe,
         )[0]
+
+
+def _decoder_null(
+    genes_ad: AnnData, genes_key: str, sae_uns: dict, n_perm: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """Null features of the decoder route: random decoded directions, drawn per feature."""
+    null_key = genes_key + "_null"
+    if null_key not in genes_ad.varm:
+        msg = (
+            f"varm[{null_key!r}] is missing: run decode_features with n_null > 0 for "
+            "calibrated q-values, or pass n_perm=0 to link_pathways."
+        )
+        raise KeyError(msg)
+    null = np.asarray(genes_ad.varm[null_key], dtype=np.float64)
+    n_feat = np.shape(sae_uns["decoder"])[0]
+    for _ in range(n_perm):
+        yield null[:, rng.integers(null.shape[1], size=n_feat)]
 
 
 def _stored_loadings(genes_ad: AnnData, sae_uns: dict, params: dict) -> np.ndarray:
@@ -313,10 +335,11 @@ def feature_genes(
     chunk_size: int = 256,
     key_added: str | None = None,
     copy: bool = False,
+    model: Any = None,
 ) -> Any | None:
     """Score every gene for every SAE feature, over an explicit gene universe.
 
-    Two routes:
+    Three routes:
 
     ``"loadings"``
         When the embedding is linear in the genes (PCA with ``varm['PCs']``, or a
@@ -339,6 +362,11 @@ def feature_genes(
         p-values rank genes; they are not calibrated tests (the pathway q-values of
         :func:`~scsae.tl.link_pathways` are).
 
+    ``"decoder"``
+        For the latent of an scvi-tools model (``model=``): each feature's decoder
+        row is added to cells' latents and decoded; scores are log2 fold changes
+        (:func:`~scsae.tl.decode_features`).
+
     ``"auto"`` (default) takes ``"loadings"`` only when the loadings (``loadings=``,
     or ``varm['PCs']`` for an SAE trained on ``X_pca``) cover every gene to be
     scored, and ``"association"`` otherwise; the log and ``params['route_reason']``
@@ -350,7 +378,7 @@ def feature_genes(
         AnnData (or MuData, with ``mod``) processed by :func:`scsae.tl.sae`.
     {key}
     method
-        ``"auto"``, ``"loadings"`` or ``"association"``.
+        ``"auto"``, ``"loadings"``, ``"association"`` or ``"decoder"``.
     loadings
         Genes x embedding-dims loadings for the ``"loadings"`` route: a ``varm`` key,
         an array or a DataFrame indexed by gene. `None` uses ``varm['PCs']`` when the
@@ -382,6 +410,9 @@ def feature_genes(
         Base key of the results; default ``key + '_genes'``.
     copy
         Return a modified copy instead of writing into ``adata``.
+    model
+        ``method="decoder"``: the trained scvi-tools model whose latent the SAE was
+        trained on; scores come from :func:`~scsae.tl.decode_features`.
 
     Returns
     -------
@@ -417,8 +448,12 @@ def feature_genes(
     >>> adata.uns["X_sae_genes"]["params"]["method"]
     'association'
     """
+    if method == "decoder":  # third route: through the embedding's generative model
+        from ._decode import decode_features
+
+        return decode_features(adata, model, key=key, key_added=key_added, copy=copy)
     if method not in ("auto", "loadings", "association"):
-        msg = f"method={method!r}; choose 'auto', 'loadings' or 'association'."
+        msg = f"method={method!r}; choose 'auto', 'loadings', 'association' or 'decoder'."
         raise ValueError(msg)
     if statistic not in ("t", "smd"):
         msg = f"statistic={statistic!r}; choose 't' or 'smd'."
