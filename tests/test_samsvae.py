@@ -267,6 +267,48 @@ def test_offset_input_is_mapped_with_the_latent(split):
     torch.testing.assert_close(mean2, mean @ matrix, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("covariance", "transformed"), [("diagonal", False), ("full", False), ("full", True)]
+)
+def test_basal_density_matches_torch_distributions(covariance, transformed):
+    # every latent-transform path of q(z_b): the KL, the log density, the covariance used by
+    # the tilted guide and the alignment moment all agree with what sample_basal draws
+    from torch.distributions import MultivariateNormal, kl_divergence
+
+    from scsae.models._samsvae_module import SAMSVAEModule
+
+    gen = torch.Generator().manual_seed(3)
+    d = 4
+    module = SAMSVAEModule(12, 2, n_latent=d, n_hidden=8, basal_covariance=covariance)
+    mean = torch.randn(5, d, generator=gen)
+    scale = torch.exp(0.3 * torch.randn(5, d, generator=gen))
+    if covariance == "full":
+        scale = torch.diag_embed(scale) + torch.tril(torch.randn(5, d, d, generator=gen), -1)
+    if transformed:  # a random non-orthogonal map, as train(align_rounds > 0) applies
+        matrix = torch.randn(d, d, generator=gen) + torch.eye(d)
+        with torch.no_grad():
+            module.latent_transform.copy_(matrix)
+        assert not torch.allclose(matrix @ matrix.T, torch.eye(d), atol=0.1)
+    sigma = module.basal_covariance_matrix(scale)
+    q = MultivariateNormal(mean, scale_tril=torch.linalg.cholesky(sigma))
+    p = MultivariateNormal(torch.zeros(d), torch.eye(d))
+    torch.testing.assert_close(module.basal_kl(mean, scale), kl_divergence(q, p))
+    # sigma is the covariance of the draws, and KL = E_q[log q - log p] by Monte Carlo
+    noise = torch.randn(100_000, 5, d, generator=gen)
+    z = module.sample_basal(mean.expand(100_000, 5, d), scale, noise=noise)
+    resid = z - mean
+    empirical = torch.einsum("nci,ncj->cij", resid, resid) / len(z)
+    torch.testing.assert_close(empirical, sigma, atol=0.05 * sigma.abs().max(), rtol=0.05)
+    log_q = module.basal_log_prob(z, mean.expand_as(z), scale)
+    torch.testing.assert_close(log_q[:3], q.log_prob(z[:3]), atol=1e-4, rtol=1e-4)
+    monte_carlo = (log_q - p.log_prob(z)).mean(0)
+    torch.testing.assert_close(monte_carlo, module.basal_kl(mean, scale), atol=0.05, rtol=0.02)
+    v = torch.randn(3, 5, d, generator=gen)
+    torch.testing.assert_close(
+        module.basal_covariance_times(scale, v), (v.unsqueeze(-2) @ sigma).squeeze(-2)
+    )
+
+
 @pytest.mark.parametrize("covariance", ["full", "diagonal"])
 def test_tilted_guide_is_the_posterior_under_the_shifted_prior(covariance):
     # q(z | x, s) for z = z_b + s is the unperturbed posterior N(g, S) re-weighted by

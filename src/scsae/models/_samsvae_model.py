@@ -608,8 +608,7 @@ class SAMSVAE(BaseModelClass):
                 x, dosage = tensors[REGISTRY_KEYS.X_KEY], tensors[DOSAGE_KEY]
                 batch = module._batch_onehot(tensors.get(REGISTRY_KEYS.BATCH_KEY), x.shape[0])
                 mean, tril = module.encode(x, offset=dosage @ shift, dosage=dosage, batch=batch)
-                factor = tril @ module.latent_transform
-                moment += mean.T @ mean + (factor.transpose(-1, -2) @ factor).sum(0)
+                moment += mean.T @ mean + module.basal_covariance_matrix(tril).sum(0)
             moment /= len(indices)
             values, vectors = torch.linalg.eigh(moment.double())
             whiten = (vectors @ torch.diag(values.clamp(min=1e-8) ** -0.5) @ vectors.T).float()
