@@ -134,9 +134,67 @@ def test_observed_ate_and_recovery_metric():
         scsae.tl.average_treatment_effect(a, control="ctrl")
     truth = np.array([[1, 0], [0, 1], [1, 1]])
     probs = pd.DataFrame([[0.1, 0.9], [0.8, 0.2], [0.7, 0.6]])  # columns swapped
-    assert scsae.tl.mask_recovery_auroc(probs, truth) == 1.0
+    emb = 2.0 * truth
+    # the matching comes from the coordinates, not from the scored probabilities
+    assert (
+        scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb[:, ::-1], true_coords=emb)
+        == 1.0
+    )
+    assert scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb, true_coords=emb) == 0.0
     with pytest.raises(ValueError, match="perturbations"):
-        scsae.tl.mask_recovery_auroc(probs.iloc[:2], truth)
+        scsae.tl.mask_recovery_auroc(probs.iloc[:2], truth, model_coords=emb, true_coords=emb)
+    with pytest.raises(ValueError, match="must share their rows"):
+        scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb[:2], true_coords=emb)
+
+
+def _screen(effects: dict[str, np.ndarray], n: int = 40, seed: int = 0) -> ad.AnnData:
+    """Poisson counts whose log rates add the given per-gene effects to a control profile."""
+    base = np.log(np.random.default_rng(0).uniform(50, 200, 12))  # the same in every screen
+    rng = np.random.default_rng(seed)
+    labels, rows = [], []
+    for label, effect in effects.items():
+        labels += [label] * n
+        rows.append(rng.poisson(np.exp(base + effect), size=(n, 12)))
+    adata = ad.AnnData(np.vstack(rows).astype(np.float32))
+    adata.obs["target"] = labels
+    adata.obs_names = [f"c{i}" for i in range(adata.n_obs)]
+    return adata
+
+
+def test_evaluate_perturbation_model_baselines():
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.normal(0, 0.5, 12) for _ in range(3))
+    train = _screen({"non-targeting": 0 * a, "A": a, "B": b, "C": c, "A+C": a + c})
+    test = _screen({"A+B": a + b, "B+C": b + c}, n=400, seed=2)
+    base = scsae.tl.baseline_effects(train, ["A+B", "B+C", "D+A"])
+    ate = scsae.tl.average_treatment_effect(train)
+    np.testing.assert_allclose(base["additive"].loc["A+B"], ate.loc["A"] + ate.loc["B"])
+    assert base["additive"].loc["D+A"].isna().all()  # D has no training cells
+    np.testing.assert_allclose(base["mean"].loc["B+C"], ate.mean(0))
+    assert (base["control"].to_numpy() == 0).all()
+    before = test.copy()
+    table, effects = scsae.tl.evaluate_perturbation_model(None, test, train, return_effects=True)
+    assert table.index.names == ["method", "perturbation"]
+    methods = ["baseline_additive", "baseline_mean", "baseline_control"]
+    assert list(table.index.get_level_values(0).unique()) == methods
+    assert list(table.loc["baseline_additive"].index) == ["A+B", "B+C", "mean"]
+    # log-additive effects: the additive baseline is near perfect and ranks every
+    # combination first; predicting no effect has no correlation and R2 <= 0
+    assert (table.loc["baseline_additive", "pearson_all"] > 0.9).all(), table
+    assert (table.loc["baseline_additive", "rank"] == 0).all()
+    assert (
+        table.loc[("baseline_control", "mean"), "pearson_top"]
+        != table.loc[("baseline_control", "mean"), "pearson_top"]
+    )
+    assert (table.loc["baseline_control", "r2_all"] <= 0).all()
+    assert table.loc[("baseline_additive", "A+B"), "n_cells"] == 400
+    assert set(effects) == {"observed", *methods}
+    assert effects["observed"].shape == (2, 12)
+    assert list(test.obs.columns) == list(before.obs.columns) and set(test.obsm) == set(before.obsm)
+    with pytest.raises(ValueError, match="not among"):
+        scsae.tl.evaluate_perturbation_model(None, test, train, baselines=["linear"])
+    with pytest.raises(ValueError, match="No cells labelled"):
+        scsae.tl.evaluate_perturbation_model(None, test, train, perturbations=["C"])
 
 
 def test_plots():

@@ -68,6 +68,25 @@ def split_labels(
     return [parsed[str(label)] for label in labels]
 
 
+def check_controls(
+    labels: Iterable, *, control: str | Sequence[str] | None, perturbation_key: str
+) -> None:
+    """Raise a :class:`ValueError` listing the labels when no cell carries a control label.
+
+    A control label that matches no cell would silently leave a model without
+    unperturbed cells (every label would become a perturbation).
+    """
+    controls = _as_controls(control)
+    found = pd.unique(pd.Series(list(labels), dtype=object).astype(str).str.strip())
+    if controls and not controls & set(found):
+        shown = ", ".join(sorted(found)[:50]) + (" ..." if len(found) > 50 else "")
+        msg = (
+            f"No cell of adata.obs[{perturbation_key!r}] has the control label "
+            f"{sorted(controls)}; its labels are: {shown}. Pass control= one of them."
+        )
+        raise ValueError(msg)
+
+
 def dosage_matrix(
     labels: Iterable,
     *,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -18,12 +19,11 @@ from scvi.data._utils import _check_if_view
 from scvi.data.fields import CategoricalObsField, LayerField, ObsmField
 from scvi.dataloaders import DataSplitter
 from scvi.distributions import NegativeBinomial
-from scvi.model._utils import get_max_epochs_heuristic
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from .._utils._docs import doc_params
-from .._utils._perturbation import DOC_PERTURBATION, dosage_matrix
+from .._utils._perturbation import DOC_PERTURBATION, check_controls, dosage_matrix
 from ._samsvae_module import (
     DOSAGE_KEY,
     Covariance,
@@ -35,6 +35,15 @@ from ._samsvae_module import (
 
 DOSAGE_OBSM_KEY = "_samsvae_dosage"
 PREDICT_BATCH = 1024
+
+
+@contextmanager
+def seeded(random_state: int) -> Iterator[None]:
+    """Seed torch inside the block only; the caller's global RNG state is restored after it."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(random_state)
+        yield
 
 
 def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
@@ -250,8 +259,7 @@ class SAMSVAE(BaseModelClass):
         super().__init__(adata)
         self.perturbations_ = [str(p) for p in self._registered_perturbations()]
         n_batch = int(self.summary_stats.get("n_batch", 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state)
+        with seeded(random_state):
             self.module = self._build_module(
                 n_batch=n_batch,
                 n_latent=n_latent,
@@ -347,6 +355,10 @@ class SAMSVAE(BaseModelClass):
                     f"{list(adata.obs.columns)}. Name the perturbation column or pass dosage_key."
                 )
                 raise KeyError(msg)
+            if source_registry is None:  # data transferred to a trained model may lack controls
+                check_controls(
+                    adata.obs[perturbation_key], control=control, perturbation_key=perturbation_key
+                )
             dosage = dosage_matrix(
                 adata.obs[perturbation_key],
                 control=control,
@@ -389,26 +401,32 @@ class SAMSVAE(BaseModelClass):
         return self.adata_manager.registry["setup_args"]
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:  # noqa: FBT001, FBT002
-        """Parse the labels of new data against the registered perturbations, then transfer."""
-        if (
-            adata is not None
-            and self.adata_manager is not None
-            and self.get_anndata_manager(adata) is None
-        ):
+        """Parse the labels of ``adata`` against the registered perturbations, then transfer.
+
+        The labels are parsed on every call, so a dosage left in ``adata.obsm`` by an
+        earlier call is rewritten when the labels have changed since (never reused stale).
+        """
+        if self.adata_manager is not None and self._setup_args.get("dosage_key") is None:
+            target = self.adata if adata is None else adata
+            if target is None:  # loaded without data: the saved registry sets up ``adata``
+                return super()._validate_anndata(adata, copy_if_view=copy_if_view)
             args = self._setup_args
-            if args.get("dosage_key") is None:
-                _check_if_view(adata, copy_if_view=copy_if_view)
-                key = args["perturbation_key"]
-                if key not in adata.obs:
-                    msg = f"adata.obs has no column {key!r}, the perturbation column the model was set up with."
-                    raise KeyError(msg)
-                adata.obsm[DOSAGE_OBSM_KEY] = dosage_matrix(
-                    adata.obs[key],
-                    control=args["control"],
-                    delimiter=args["delimiter"],
-                    perturbations=self.perturbations_,
-                    index=adata.obs_names,
-                )
+            key = args["perturbation_key"]
+            if key not in target.obs:
+                msg = f"adata.obs has no column {key!r}, the perturbation column the model was set up with."
+                raise KeyError(msg)
+            dosage = dosage_matrix(
+                target.obs[key],
+                control=args["control"],
+                delimiter=args["delimiter"],
+                perturbations=self.perturbations_,
+                index=target.obs_names,
+            )
+            stale = target.obsm.get(DOSAGE_OBSM_KEY)
+            if stale is None or not (isinstance(stale, pd.DataFrame) and stale.equals(dosage)):
+                if adata is not None:
+                    _check_if_view(adata, copy_if_view=copy_if_view)
+                target.obsm[DOSAGE_OBSM_KEY] = dosage
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def _dosage(self, adata: AnnData) -> np.ndarray:
@@ -419,8 +437,8 @@ class SAMSVAE(BaseModelClass):
     def train(
         self,
         *,
-        max_epochs: int | None = None,
-        batch_size: int = 512,
+        max_epochs: int = 120,
+        batch_size: int = 128,
         lr: float = 1e-3,
         global_lr_factor: float = 10.0,
         align_rounds: int = 0,
@@ -439,8 +457,8 @@ class SAMSVAE(BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the training cells; `None` uses scvi-tools' heuristic
-            (400 epochs for 20,000 cells or fewer, fewer for larger data).
+            Passes over the training cells; 120 (with ``batch_size=128``, the paper's
+            batch) is the recipe of the Papalexi benchmark (see the docs).
         batch_size
             Cells per minibatch.
         lr
@@ -487,6 +505,7 @@ class SAMSVAE(BaseModelClass):
         ``model.train_params_`` (arguments, ``n_train``, ``epochs_trained`` and
         ``seconds_per_epoch``).
         """
+        self._validate_anndata()  # labels changed since setup: parse them again
         n_obs = self.adata.n_obs
         if not 0 < train_size <= 1:
             msg = f"train_size={train_size} must be in (0, 1]."
@@ -494,7 +513,7 @@ class SAMSVAE(BaseModelClass):
         if early_stopping and train_size >= 1:
             msg = "early_stopping needs a validation split; pass train_size < 1."
             raise ValueError(msg)
-        max_epochs = get_max_epochs_heuristic(n_obs) if max_epochs is None else int(max_epochs)
+        max_epochs = int(max_epochs)
         rng = np.random.default_rng(random_state)
         order = rng.permutation(n_obs)
         n_train = (
@@ -506,7 +525,51 @@ class SAMSVAE(BaseModelClass):
         unseen = [p for p, c in zip(self.perturbations_, counts, strict=True) if c == 0]
         if unseen:
             logg.warning(f"no training cells carry {unseen}; their effects stay at the prior.")
-        torch.manual_seed(random_state)
+        with seeded(random_state):
+            self._fit(
+                train_idx,
+                val_idx,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                lr=lr,
+                global_lr_factor=global_lr_factor,
+                align_rounds=align_rounds,
+                early_stopping=early_stopping,
+                accelerator=accelerator,
+                devices=devices,
+                n_epochs_kl_warmup=n_epochs_kl_warmup,
+                enable_progress_bar=enable_progress_bar,
+                plan_kwargs=plan_kwargs,
+                trainer_kwargs=trainer_kwargs,
+            )
+        self.train_params_.update(
+            {
+                "train_size": float(train_size),
+                "n_train": int(n_train),
+                "random_state": int(random_state),
+            }
+        )
+
+    def _fit(
+        self,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        *,
+        max_epochs: int,
+        batch_size: int,
+        lr: float,
+        global_lr_factor: float,
+        align_rounds: int,
+        early_stopping: bool,
+        accelerator: str,
+        devices: int | str | list[int],
+        n_epochs_kl_warmup: int | None,
+        enable_progress_bar: bool,
+        plan_kwargs: dict[str, Any] | None,
+        trainer_kwargs: dict[str, Any],
+    ) -> None:
+        """The training phases of :meth:`train` (run inside its seeded block)."""
+        n_train = len(train_idx)
         splitter = DataSplitter(
             self.adata_manager,
             external_indexing=[train_idx, val_idx, np.array([], dtype=int)],
@@ -574,9 +637,6 @@ class SAMSVAE(BaseModelClass):
             "lr": float(lr),
             "global_lr_factor": float(global_lr_factor),
             "align_rounds": int(align_rounds),
-            "train_size": float(train_size),
-            "n_train": int(n_train),
-            "random_state": int(random_state),
             "seconds": float(seconds),
             "seconds_per_epoch": float(seconds / max(1, epochs)),
         }
@@ -762,19 +822,19 @@ class SAMSVAE(BaseModelClass):
             Seed of the Monte Carlo samples.
         """
         self._check_trained()
-        torch.manual_seed(random_state)
         module = self.module.eval()
-        values = [
-            module.iwelbo(
-                t[REGISTRY_KEYS.X_KEY],
-                t[DOSAGE_KEY],
-                t.get(REGISTRY_KEYS.BATCH_KEY),
-                n_particles=n_particles,
-            )
-            .cpu()
-            .numpy()
-            for t in self._batches(adata, indices, batch_size)
-        ]
+        with seeded(random_state):
+            values = [
+                module.iwelbo(
+                    t[REGISTRY_KEYS.X_KEY],
+                    t[DOSAGE_KEY],
+                    t.get(REGISTRY_KEYS.BATCH_KEY),
+                    n_particles=n_particles,
+                )
+                .cpu()
+                .numpy()
+                for t in self._batches(adata, indices, batch_size)
+            ]
         per_cell = np.concatenate(values)
         return float(per_cell.mean()) if return_mean else per_cell
 
@@ -835,14 +895,15 @@ class SAMSVAE(BaseModelClass):
         """
         self._check_trained()
         labels, dosage = self._parse_perturbations(perturbations)
-        return self._predict(
-            labels,
-            dosage,
-            n_cells=n_cells,
-            from_controls=from_controls,
-            adata=adata,
-            random_state=random_state,
-        )
+        with seeded(random_state):
+            return self._predict(
+                labels,
+                dosage,
+                n_cells=n_cells,
+                from_controls=from_controls,
+                adata=adata,
+                random_state=random_state,
+            )
 
     @torch.inference_mode()
     def _predict(
@@ -862,7 +923,6 @@ class SAMSVAE(BaseModelClass):
         module = self.module.eval()
         device = self.device
         rng = np.random.default_rng(random_state)
-        torch.manual_seed(random_state)
         manager = self.get_anndata_manager(adata, required=True)
         source_dosage = self._dosage(adata)
         if from_controls:
@@ -979,14 +1039,15 @@ class SAMSVAE(BaseModelClass):
         labels, dosage = self._parse_perturbations(perturbation)
         control = "__control__"
         dosage = np.vstack([dosage, np.zeros((1, dosage.shape[1]), dtype=dosage.dtype)])
-        pred = self._predict(
-            [*labels, control],
-            dosage,
-            n_cells=n_cells,
-            from_controls=from_controls,
-            adata=adata,
-            random_state=random_state,
-        )
+        with seeded(random_state):
+            pred = self._predict(
+                [*labels, control],
+                dosage,
+                n_cells=n_cells,
+                from_controls=from_controls,
+                adata=adata,
+                random_state=random_state,
+            )
         lognorm = log_normalize(pred.layers["counts"])
         groups = pred.obs["perturbation"].to_numpy()
         base = lognorm[groups == control].mean(0)

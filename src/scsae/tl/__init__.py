@@ -6,8 +6,10 @@ from ._feature_table import feature_table
 from ._pathways import link_pathways
 from ._perturbation import (
     average_treatment_effect,
+    baseline_effects,
     compare_perturbation_models,
     evaluate_ate,
+    evaluate_perturbation_model,
     mask_recovery_auroc,
     perturbation_split,
 )
@@ -16,8 +18,10 @@ from ._sae import sae
 
 __all__ = [
     "average_treatment_effect",
+    "baseline_effects",
     "compare_perturbation_models",
     "evaluate_ate",
+    "evaluate_perturbation_model",
     "feature_enrichment",
     "feature_genes",
     "feature_recovery",
