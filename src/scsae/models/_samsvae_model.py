@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -18,12 +17,12 @@ from scvi.data import AnnDataManager
 from scvi.data._utils import _check_if_view
 from scvi.data.fields import CategoricalObsField, LayerField, ObsmField
 from scvi.dataloaders import DataSplitter
-from scvi.distributions import NegativeBinomial
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from .._utils._docs import doc_params
 from .._utils._perturbation import DOC_PERTURBATION, check_controls, dosage_matrix
+from ._samsvae_alignment import alignment_map, sparse_rotation, varimax
 from ._samsvae_module import (
     DOSAGE_KEY,
     Covariance,
@@ -32,113 +31,11 @@ from ._samsvae_module import (
     SAMSVAEModule,
     Variant,
 )
+from ._samsvae_predict import PREDICT_BATCH, log_normalize, sample_counterfactuals, seeded
 
 DOSAGE_OBSM_KEY = "_samsvae_dosage"
-PREDICT_BATCH = 1024
-
-
-@contextmanager
-def seeded(random_state: int) -> Iterator[None]:
-    """Seed torch inside the block only; the caller's global RNG state is restored after it."""
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(random_state)
-        yield
-
-
-def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
-    """``log2(counts / library * target_sum + 1)`` per row (dense float64)."""
-    counts = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
-    counts = counts.astype(np.float64)
-    library = counts.sum(1, keepdims=True)
-    return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)
-
-
-def varimax(loadings: np.ndarray, *, n_iter: int = 500, tol: float = 1e-8) -> np.ndarray:
-    """Orthogonal rotation ``R`` maximising the varimax criterion of ``loadings @ R``.
-
-    Kaiser's criterion (the variance of the squared entries of every column),
-    optimised by the usual SVD iteration; rows are the perturbations.
-    """
-    x = np.asarray(loadings, dtype=np.float64)
-    n, k = x.shape
-    rotation = np.eye(k)
-    objective = 0.0
-    for _ in range(n_iter):
-        y = x @ rotation
-        u, s, vt = np.linalg.svd(x.T @ (y**3 - y @ np.diag((y**2).sum(0)) / n))
-        rotation = u @ vt
-        if s.sum() < objective * (1 + tol):
-            break
-        objective = s.sum()
-    return rotation
-
-
-def sparse_rotation(
-    loadings: np.ndarray,
-    *,
-    n_starts: int = 20,
-    n_iter: int = 500,
-    eps: float = 1e-2,
-    random_state: int = 0,
-) -> np.ndarray:
-    """Orthogonal ``R`` minimising the L1 norm of ``loadings @ R`` (sparsest rows).
-
-    The L1 norm, smoothed as ``sqrt(x^2 + eps^2)``, is the usual convex surrogate of
-    the number of non-zero entries, which is what a sparse Bernoulli mask prior
-    charges for (Jennrich's component-loss rotation with the absolute value). It is
-    minimised by gradient projection on the orthogonal group (Jennrich 2001) from the
-    identity, varimax and ``n_starts`` random rotations; the best end point wins.
-
-    Parameters
-    ----------
-    loadings
-        Rows to sparsify (perturbations x latent dims).
-    n_starts
-        Random orthogonal starting points besides the identity and varimax.
-    n_iter
-        Gradient-projection steps per start.
-    eps
-        Smoothing of the absolute value, relative to the largest absolute loading.
-    random_state
-        Seed of the random starts.
-    """
-    x = np.asarray(loadings, dtype=np.float64)
-    k = x.shape[1]
-    x = x / max(np.abs(x).max(), 1e-12)  # scale-free: eps is relative to the largest loading
-    rng = np.random.default_rng(random_state)
-
-    def loss(r: np.ndarray) -> float:
-        return float(np.sqrt((x @ r) ** 2 + eps**2).sum())
-
-    starts = [np.eye(k), varimax(x)]
-    starts += [np.linalg.qr(rng.standard_normal((k, k)))[0] for _ in range(n_starts)]
-    best, best_loss = np.eye(k), loss(np.eye(k))
-    for rotation in starts:
-        value, step = loss(rotation), 1.0
-        for _ in range(n_iter):
-            y = x @ rotation
-            grad = x.T @ (y / np.sqrt(y**2 + eps**2))
-            m = rotation.T @ grad
-            proj = grad - rotation @ (m + m.T) / 2  # gradient on the orthogonal group
-            if np.linalg.norm(proj) < 1e-8:
-                break
-            while True:  # backtracking; the SVD maps the step back onto the group
-                u, _, vt = np.linalg.svd(rotation - step * proj)
-                candidate = u @ vt
-                new = loss(candidate)
-                if new < value - 1e-4 * step * np.linalg.norm(proj) ** 2 or step < 1e-10:
-                    break
-                step /= 2
-            done = value - new < 1e-10
-            if new < value:
-                rotation, value = candidate, new
-            if done:
-                break
-            step *= 2
-        if value < best_loss:
-            best, best_loss = rotation, value
-    return best
+# re-exported: tl and the benchmarks read them from here
+__all__ = ["SAMSVAE", "log_normalize", "sparse_rotation", "varimax"]
 
 
 class SAMSVAE(BaseModelClass):
@@ -475,7 +372,7 @@ class SAMSVAE(BaseModelClass):
             ``q(z_b)`` of the training cells gets identity covariance, the linear
             reparameterisation that minimises the basal KL) and rotated to the basis
             in which the expected shifts ``E[e_t * m_t]`` have the smallest L1 norm
-            (``sparse_rotation`` in ``scsae.models._samsvae_model``), and the masks restart at the prior. The
+            (``sparse_rotation`` in ``scsae.models._samsvae_alignment``), and the masks restart at the prior. The
             likelihood is unchanged by these maps; with ``basal_covariance="full"`` so
             is ``q(z_b)``, and the sparse mask prior is the only term that prefers a
             basis, while its gradient alone turns a basis very slowly (see the docs).
@@ -646,35 +543,9 @@ class SAMSVAE(BaseModelClass):
             deep=f"{epochs} epochs, {seconds / max(1, epochs):.2f} s/epoch",
         )
 
-    @torch.no_grad()
     def _alignment_map(self, indices: np.ndarray) -> torch.Tensor:
-        """Linear map ``M`` (latent x latent) of the alignment step, ``z' = z @ M``.
-
-        With a full-covariance ``q(z_b)`` the latent is first whitened: ``C`` is the
-        aggregate second moment of ``q(z_b)`` over the training cells and
-        ``C^{-1/2}`` is the linear reparameterisation that minimises the basal KL term
-        at unchanged likelihood. The whitened expected shifts are then rotated to
-        the sparsest basis (``sparse_rotation`` in ``scsae.models._samsvae_model``), the only direction in which the
-        mask prior still distinguishes bases. A diagonal ``q(z_b)`` is only rotated.
-        """
-        module = self.module
-        was_training = module.training
-        module.eval()  # no dropout while measuring
-        shift = module.expected_shift().detach()
-        whiten = torch.eye(module.n_latent, device=shift.device)
-        if module.basal_covariance == "full":
-            moment = torch.zeros(module.n_latent, module.n_latent, device=shift.device)
-            for tensors in self._batches(None, indices, PREDICT_BATCH):
-                x, dosage = tensors[REGISTRY_KEYS.X_KEY], tensors[DOSAGE_KEY]
-                batch = module._batch_onehot(tensors.get(REGISTRY_KEYS.BATCH_KEY), x.shape[0])
-                mean, tril = module.encode(x, offset=dosage @ shift, dosage=dosage, batch=batch)
-                moment += mean.T @ mean + module.basal_covariance_matrix(tril).sum(0)
-            moment /= len(indices)
-            values, vectors = torch.linalg.eigh(moment.double())
-            whiten = (vectors @ torch.diag(values.clamp(min=1e-8) ** -0.5) @ vectors.T).float()
-        module.train(was_training)
-        rotation = sparse_rotation((shift @ whiten).cpu().double().numpy())
-        return whiten @ torch.as_tensor(rotation, dtype=torch.float32, device=shift.device)
+        """Linear map of the alignment step over the training cells ``indices``."""
+        return alignment_map(self.module, self._batches(None, indices, PREDICT_BATCH), len(indices))
 
     def _optimizer_creator(self, lr: float, factor: float, weight_decay: float, eps: float):
         glob = self.module.global_parameters()
@@ -921,7 +792,6 @@ class SAMSVAE(BaseModelClass):
             raise ValueError(msg)
         adata = self._validate_anndata(adata)
         module = self.module.eval()
-        device = self.device
         rng = np.random.default_rng(random_state)
         manager = self.get_anndata_manager(adata, required=True)
         source_dosage = self._dosage(adata)
@@ -933,40 +803,9 @@ class SAMSVAE(BaseModelClass):
         else:
             pool = np.arange(adata.n_obs)
         source = np.sort(rng.choice(pool, size=n_cells, replace=len(pool) < n_cells))
-        z_b, library, batch = [], [], []
-        for start in range(0, n_cells, PREDICT_BATCH):
-            chunk = source[start : start + PREDICT_BATCH]
-            tensors = {k: v.to(device) for k, v in self._tensors_for(manager, chunk).items()}
-            x = tensors[REGISTRY_KEYS.X_KEY]
-            b = module._batch_onehot(tensors.get(REGISTRY_KEYS.BATCH_KEY), len(chunk))
-            if from_controls:
-                zero = torch.zeros(len(chunk), module.n_perturbations, device=device)
-                offset = (
-                    torch.zeros(len(chunk), module.n_latent, device=device)
-                    if module.reads_offset
-                    else None
-                )
-                mean, scale = module.encode(x, offset=offset, dosage=zero, batch=b)
-                z_b.append(module.sample_basal(mean, scale))
-            else:
-                z_b.append(torch.randn(len(chunk), module.n_latent, device=device))
-            library.append(x.sum(-1, keepdim=True))
-            batch.append(b)
-        z_b = torch.cat(z_b)
-        library = torch.cat(library)
-        batch = torch.cat(batch) if batch[0] is not None else None
-        theta = torch.exp(module.log_theta)
-        counts, normalized = [], []
-        for row in dosage:
-            d = torch.as_tensor(row, dtype=torch.float32, device=device)
-            z = z_b
-            if module.has_globals:
-                shift = module.sample_globals(n_cells)["shift"]  # one posterior draw per cell
-                z = z_b + torch.einsum("t,ntd->nd", d, shift)
-            px = module.decode(z, dosage=d.expand(n_cells, -1), batch=batch)
-            sample = NegativeBinomial(mu=library * px, theta=theta).sample()
-            counts.append(sparse.csr_matrix(sample.cpu().numpy().astype(np.float32)))
-            normalized.append((px * 1e4).cpu().numpy().astype(np.float32))
+        counts, normalized, library = sample_counterfactuals(
+            module, manager, source, dosage, from_controls=from_controls, device=self.device
+        )
         X = sparse.vstack(counts, format="csr")
         obs = pd.DataFrame(
             {
@@ -989,17 +828,6 @@ class SAMSVAE(BaseModelClass):
             "variant": self.module.variant,
         }
         return out
-
-    @staticmethod
-    def _tensors_for(manager: AnnDataManager, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = {}
-        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)[indices]
-        x = x.toarray() if sparse.issparse(x) else np.asarray(x)
-        tensors[REGISTRY_KEYS.X_KEY] = torch.as_tensor(x, dtype=torch.float32)
-        if REGISTRY_KEYS.BATCH_KEY in manager.data_registry:
-            b = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY))[indices]
-            tensors[REGISTRY_KEYS.BATCH_KEY] = torch.as_tensor(b.reshape(-1, 1))
-        return tensors
 
     def get_average_treatment_effect(
         self,
