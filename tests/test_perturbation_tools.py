@@ -206,6 +206,14 @@ def test_plots():
     assert scsae.pl.mask_heatmap(masks, show=False) is not None
     fig = scsae.pl.mask_heatmap(masks, perturbations=["B", "A"], return_fig=True)
     assert isinstance(fig, plt.Figure)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["B", "A"]
+    # clustering puts perturbations that share dimensions next to each other
+    blocks = pd.DataFrame(
+        [[1, 0, 1, 0], [0, 1, 0, 1], [0.9, 0, 1, 0], [0, 1, 0, 0.9]], index=list("ABCD")
+    )
+    fig = scsae.pl.mask_heatmap(blocks, return_fig=True)
+    rows = "".join(t.get_text() for t in fig.axes[0].get_yticklabels())
+    assert {rows[:2], rows[2:]} in ({"AC", "BD"}, {"CA", "DB"}, {"AC", "DB"}, {"CA", "BD"})
     with pytest.raises(KeyError, match="not rows"):
         scsae.pl.mask_heatmap(masks, perturbations=["Z"])
     genes = [f"g{i}" for i in range(30)]
@@ -216,6 +224,15 @@ def test_plots():
         observed=obs, predicted=obs + rng.normal(scale=0.1, size=obs.shape), n_top_genes=10
     )
     assert scsae.pl.ate_scatter(ev, "A", show=False) is not None
+    # genes with nearly equal effects: their labels must still not overlap
+    crowded = pd.DataFrame([np.r_[np.full(6, 2.0), np.zeros(24)]], index=["A"], columns=genes)
+    ev.attrs.update(observed=crowded, predicted=crowded + 0.001 * np.arange(30))
+    fig = scsae.pl.ate_scatter(ev, "A", n_labels=6, return_fig=True)
+    fig.canvas.draw()
+    # the text itself, without the line to its point
+    boxes = [mpl.text.Text.get_window_extent(t) for t in fig.axes[0].texts]
+    assert len(boxes) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     with pytest.raises(KeyError, match="was not evaluated"):
         scsae.pl.ate_scatter(ev, "B", show=False)
     a = simulate_perturbations(n_cells_per_perturbation=5, n_control_cells=5)
