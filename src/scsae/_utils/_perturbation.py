@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 DOC_PERTURBATION = """\
 perturbation_key
@@ -136,3 +137,11 @@ def dosage_matrix(
         for name in comp:
             dosage[i, column[name]] += 1.0
     return pd.DataFrame(dosage, index=None if index is None else pd.Index(index), columns=names)
+
+
+def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
+    """``log2(counts / library * target_sum + 1)`` per row (dense float64)."""
+    counts = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
+    counts = counts.astype(np.float64)
+    library = counts.sum(1, keepdims=True)
+    return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)

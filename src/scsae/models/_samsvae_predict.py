@@ -12,7 +12,10 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.distributions import NegativeBinomial
 
+from .._utils._perturbation import log_normalize
 from ._samsvae_module import SAMSVAEModule
+
+__all__ = ["PREDICT_BATCH", "log_normalize", "sample_counterfactuals", "seeded", "tensors_for"]
 
 PREDICT_BATCH = 1024
 
@@ -24,14 +27,6 @@ def seeded(random_state: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(random_state)
         yield
-
-
-def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
-    """``log2(counts / library * target_sum + 1)`` per row (dense float64)."""
-    counts = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
-    counts = counts.astype(np.float64)
-    library = counts.sum(1, keepdims=True)
-    return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)
 
 
 def tensors_for(manager: AnnDataManager, indices: np.ndarray) -> dict[str, torch.Tensor]:

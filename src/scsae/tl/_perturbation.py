@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
 
-from ..models import SAMSVAE
-from ..models._samsvae_model import log_normalize
+from .._utils._perturbation import log_normalize
+
+if TYPE_CHECKING:  # the models (scvi-tools, Lightning) load only when a function needs them
+    from ..models import SAMSVAE
 
 
 def _labels(adata: AnnData, perturbation_key: str) -> pd.Series:
@@ -403,6 +405,8 @@ def evaluate_perturbation_model(
         index=pd.Index(list(perturbations), name="perturbation"),
         columns=adata_test.var_names,
     )
+    from ..models import SAMSVAE
+
     if isinstance(models, SAMSVAE):
         models = {models.module.variant: models}
     models = dict(models or {})
@@ -489,6 +493,8 @@ def compare_perturbation_models(
     better), ``pearson_top``, ``pearson_all``, ``r2_top``, ``r2_all`` (means over
     perturbations), ``seconds_per_epoch`` and ``epochs``.
     """
+    from ..models import SAMSVAE
+
     model_kwargs = dict(model_kwargs or {})
     train_kwargs = {"random_state": random_state, **dict(train_kwargs or {})}
     has_controls = (_labels(adata_test, perturbation_key) == control).any()
