@@ -134,9 +134,67 @@ def test_observed_ate_and_recovery_metric():
         scsae.tl.average_treatment_effect(a, control="ctrl")
     truth = np.array([[1, 0], [0, 1], [1, 1]])
     probs = pd.DataFrame([[0.1, 0.9], [0.8, 0.2], [0.7, 0.6]])  # columns swapped
-    assert scsae.tl.mask_recovery_auroc(probs, truth) == 1.0
+    emb = 2.0 * truth
+    # the matching comes from the coordinates, not from the scored probabilities
+    assert (
+        scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb[:, ::-1], true_coords=emb)
+        == 1.0
+    )
+    assert scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb, true_coords=emb) == 0.0
     with pytest.raises(ValueError, match="perturbations"):
-        scsae.tl.mask_recovery_auroc(probs.iloc[:2], truth)
+        scsae.tl.mask_recovery_auroc(probs.iloc[:2], truth, model_coords=emb, true_coords=emb)
+    with pytest.raises(ValueError, match="must share their rows"):
+        scsae.tl.mask_recovery_auroc(probs, truth, model_coords=emb[:2], true_coords=emb)
+
+
+def _screen(effects: dict[str, np.ndarray], n: int = 40, seed: int = 0) -> ad.AnnData:
+    """Poisson counts whose log rates add the given per-gene effects to a control profile."""
+    base = np.log(np.random.default_rng(0).uniform(50, 200, 12))  # the same in every screen
+    rng = np.random.default_rng(seed)
+    labels, rows = [], []
+    for label, effect in effects.items():
+        labels += [label] * n
+        rows.append(rng.poisson(np.exp(base + effect), size=(n, 12)))
+    adata = ad.AnnData(np.vstack(rows).astype(np.float32))
+    adata.obs["target"] = labels
+    adata.obs_names = [f"c{i}" for i in range(adata.n_obs)]
+    return adata
+
+
+def test_evaluate_perturbation_model_baselines():
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.normal(0, 0.5, 12) for _ in range(3))
+    train = _screen({"non-targeting": 0 * a, "A": a, "B": b, "C": c, "A+C": a + c})
+    test = _screen({"A+B": a + b, "B+C": b + c}, n=400, seed=2)
+    base = scsae.tl.baseline_effects(train, ["A+B", "B+C", "D+A"])
+    ate = scsae.tl.average_treatment_effect(train)
+    np.testing.assert_allclose(base["additive"].loc["A+B"], ate.loc["A"] + ate.loc["B"])
+    assert base["additive"].loc["D+A"].isna().all()  # D has no training cells
+    np.testing.assert_allclose(base["mean"].loc["B+C"], ate.mean(0))
+    assert (base["control"].to_numpy() == 0).all()
+    before = test.copy()
+    table, effects = scsae.tl.evaluate_perturbation_model(None, test, train, return_effects=True)
+    assert table.index.names == ["method", "perturbation"]
+    methods = ["baseline_additive", "baseline_mean", "baseline_control"]
+    assert list(table.index.get_level_values(0).unique()) == methods
+    assert list(table.loc["baseline_additive"].index) == ["A+B", "B+C", "mean"]
+    # log-additive effects: the additive baseline is near perfect and ranks every
+    # combination first; predicting no effect has no correlation and R2 <= 0
+    assert (table.loc["baseline_additive", "pearson_all"] > 0.9).all(), table
+    assert (table.loc["baseline_additive", "rank"] == 0).all()
+    assert (
+        table.loc[("baseline_control", "mean"), "pearson_top"]
+        != table.loc[("baseline_control", "mean"), "pearson_top"]
+    )
+    assert (table.loc["baseline_control", "r2_all"] <= 0).all()
+    assert table.loc[("baseline_additive", "A+B"), "n_cells"] == 400
+    assert set(effects) == {"observed", *methods}
+    assert effects["observed"].shape == (2, 12)
+    assert list(test.obs.columns) == list(before.obs.columns) and set(test.obsm) == set(before.obsm)
+    with pytest.raises(ValueError, match="not among"):
+        scsae.tl.evaluate_perturbation_model(None, test, train, baselines=["linear"])
+    with pytest.raises(ValueError, match="No cells labelled"):
+        scsae.tl.evaluate_perturbation_model(None, test, train, perturbations=["C"])
 
 
 def test_plots():
@@ -148,6 +206,14 @@ def test_plots():
     assert scsae.pl.mask_heatmap(masks, show=False) is not None
     fig = scsae.pl.mask_heatmap(masks, perturbations=["B", "A"], return_fig=True)
     assert isinstance(fig, plt.Figure)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["B", "A"]
+    # clustering puts perturbations that share dimensions next to each other
+    blocks = pd.DataFrame(
+        [[1, 0, 1, 0], [0, 1, 0, 1], [0.9, 0, 1, 0], [0, 1, 0, 0.9]], index=list("ABCD")
+    )
+    fig = scsae.pl.mask_heatmap(blocks, return_fig=True)
+    rows = "".join(t.get_text() for t in fig.axes[0].get_yticklabels())
+    assert {rows[:2], rows[2:]} in ({"AC", "BD"}, {"CA", "DB"}, {"AC", "DB"}, {"CA", "BD"})
     with pytest.raises(KeyError, match="not rows"):
         scsae.pl.mask_heatmap(masks, perturbations=["Z"])
     genes = [f"g{i}" for i in range(30)]
@@ -158,6 +224,15 @@ def test_plots():
         observed=obs, predicted=obs + rng.normal(scale=0.1, size=obs.shape), n_top_genes=10
     )
     assert scsae.pl.ate_scatter(ev, "A", show=False) is not None
+    # genes with nearly equal effects: their labels must still not overlap
+    crowded = pd.DataFrame([np.r_[np.full(6, 2.0), np.zeros(24)]], index=["A"], columns=genes)
+    ev.attrs.update(observed=crowded, predicted=crowded + 0.001 * np.arange(30))
+    fig = scsae.pl.ate_scatter(ev, "A", n_labels=6, return_fig=True)
+    fig.canvas.draw()
+    # the text itself, without the line to its point
+    boxes = [mpl.text.Text.get_window_extent(t) for t in fig.axes[0].texts]
+    assert len(boxes) == 6
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     with pytest.raises(KeyError, match="was not evaluated"):
         scsae.pl.ate_scatter(ev, "B", show=False)
     a = simulate_perturbations(n_cells_per_perturbation=5, n_control_cells=5)

@@ -19,12 +19,12 @@ MASKS = np.array(
 )
 HELD_OUT = ["P0+P2", "P1+P3"]
 TRAIN = {
-    "max_epochs": 90,
+    "max_epochs": 150,
     "batch_size": 128,
     "lr": 3e-3,
     "train_size": 1.0,
     "random_state": 0,
-    "align_rounds": 1,
+    "align_rounds": 2,
 }
 # twice the true latent dimension (4): with exactly 4 dimensions the fit often folds two true
 # directions onto one axis, a local optimum no alignment can undo (see docs/samsvae.md)
@@ -73,39 +73,43 @@ def model(comparison):
 
 
 # --- quality on the simulation ------------------------------------------------------
-# Settings of benchmarks/samsvae_simulation.py (see docs/samsvae.md for all seeds): 8 latent
-# dimensions for the 4 true ones, an open-mask first phase, then whitening + L1 rotation of the
-# latent basis (align_rounds=1), 90 epochs, the model's defaults otherwise (tilted guide,
-# embeddings started at 3 prior standard deviations). Mask AUROC is 0.98 / 0.98 / 0.98 / 1.00 /
-# 0.77 for model seeds 0-4 and 0.98 / 0.95 / 0.77 for seeds 5-7; SAMS-VAE beats both baselines
-# on held-out IWELBO for all eight.
+# Settings of benchmarks/samsvae_simulation.py (see docs/samsvae.md): 8 latent dimensions for
+# the 4 true ones, an open-mask first phase, then two rounds of whitening + L1 rotation of the
+# latent basis (align_rounds=2), the model's defaults otherwise. Model dimensions are matched
+# to true ones on the latent of the held-out cells, not on the probabilities scored. With one
+# alignment round and 90 epochs, seeds 0 and 4 stopped at 0.86-0.90 (a true direction split
+# over two axes); the second round re-fits the shifts in the first sparse basis and realigns.
 
 
-def test_mask_recovery(model, sim):
+def _mask_auroc(model, test, sim) -> float:
+    return scsae.tl.mask_recovery_auroc(
+        model.get_mask_probabilities(),
+        sim.uns["simulation"]["masks"],
+        model_coords=model.get_latent_representation(test, kind="full"),
+        true_coords=test.obsm["z"],
+    )
+
+
+def test_mask_recovery(model, split, sim):
     probs = model.get_mask_probabilities()
     assert list(probs.index) == [f"P{t}" for t in range(6)]
     assert probs.shape == (6, 8)
-    auroc = scsae.tl.mask_recovery_auroc(probs, sim.uns["simulation"]["masks"])
+    auroc = _mask_auroc(model, split[1], sim)
     assert auroc >= 0.9, auroc
     # the point estimate is sparse too: of the 48 entries at most twice the 8 true non-zeros
-    # open; the surplus dimensions carry a few (9-15 open over seeds 0-7 in the benchmark)
+    # open; the surplus dimensions carry a few
     assert 6 <= int((probs.to_numpy() > 0.5).sum()) <= 16, probs
 
 
-def test_mask_recovery_other_seeds(split, sim):
-    # one seed in four or five splits a single-dimension effect over two axes (AUROC 0.77 on
-    # seeds 4 and 7 of 0-7): ask for >= 0.9 on three of the four seeds and >= 0.7 on all
-    train, _ = split
-    masks = sim.uns["simulation"]["masks"]
-    aurocs = []
-    for seed in (1, 2, 3, 4):
-        data = train.copy()
-        scsae.SAMSVAE.setup_anndata(data)
-        m = scsae.SAMSVAE(data, **MODEL, random_state=seed)
-        m.train(**{**TRAIN, "random_state": seed})
-        aurocs.append(scsae.tl.mask_recovery_auroc(m.get_mask_probabilities(), masks))
-    assert sum(a >= 0.9 for a in aurocs) >= 3, aurocs
-    assert min(aurocs) >= 0.7, aurocs
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_mask_recovery_other_seeds(split, sim, seed):
+    train, test = split
+    data = train.copy()
+    scsae.SAMSVAE.setup_anndata(data)
+    m = scsae.SAMSVAE(data, **MODEL, random_state=seed)
+    m.train(**{**TRAIN, "random_state": seed})
+    auroc = _mask_auroc(m, test, sim)
+    assert auroc >= 0.9, auroc
 
 
 def test_heldout_combinations_beat_baselines(comparison):
@@ -161,20 +165,22 @@ def test_predict_unseen_combination(model):
     assert ate.shape == (80,)
 
 
-def test_predicted_combination_matches_truth(comparison, sim):
-    # ATE of never-seen combinations: SAMS-VAE composes the single effects, the CVAE cannot
-    full = sim[sim.obs["target"].isin(["non-targeting", *HELD_OUT])].copy()
-    scores = {
-        name: scsae.tl.evaluate_ate(comparison[1][name], full, n_cells=500)
-        for name in ("samsvae", "cvae")
-    }
-    assert list(scores["samsvae"].index) == HELD_OUT
-    mean = {name: ev[["pearson_all", "pearson_top"]].mean() for name, ev in scores.items()}
-    # with 8 latent dimensions and 90 epochs SAMS-VAE reaches 0.88 (all genes) / 0.92 (top 20)
-    # and the CVAE 0.68 / 0.72 (the CVAE gained more than SAMS-VAE from the larger latent, so
-    # the gap asked for is 0.15, down from 0.2, while the floor for SAMS-VAE rose from 0.6)
-    assert mean["samsvae"]["pearson_top"] > 0.8, scores["samsvae"]
-    assert (mean["samsvae"] > mean["cvae"] + 0.15).all(), mean
+def test_predicted_combination_matches_truth(comparison, split):
+    # ATE of never-seen combinations beside the baselines from the training cells: SAMS-VAE
+    # composes the single effects, the CVAE cannot
+    train, test = split
+    models = {name: comparison[1][name] for name in ("samsvae", "cvae")}
+    table = scsae.tl.evaluate_perturbation_model(models, test, train, n_cells=500)
+    mean = table.xs("mean", level="perturbation")
+    assert list(table.loc["samsvae"].index) == [*HELD_OUT, "mean"]
+    assert mean["pearson_top"]["samsvae"] > 0.8, table
+    assert (
+        mean.loc["samsvae", ["pearson_all", "pearson_top"]]
+        > mean.loc["cvae", ["pearson_all", "pearson_top"]] + 0.15
+    ).all(), mean
+    # only a model of the effects beats predicting the average effect or none
+    assert mean["pearson_top"]["samsvae"] > mean["pearson_top"]["baseline_mean"] + 0.2, mean
+    assert mean["r2_all"]["samsvae"] > mean["r2_all"]["baseline_control"], mean
 
 
 def test_unknown_perturbation_errors(model):
@@ -267,6 +273,48 @@ def test_offset_input_is_mapped_with_the_latent(split):
     torch.testing.assert_close(mean2, mean @ matrix, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("covariance", "transformed"), [("diagonal", False), ("full", False), ("full", True)]
+)
+def test_basal_density_matches_torch_distributions(covariance, transformed):
+    # every latent-transform path of q(z_b): the KL, the log density, the covariance used by
+    # the tilted guide and the alignment moment all agree with what sample_basal draws
+    from torch.distributions import MultivariateNormal, kl_divergence
+
+    from scsae.models._samsvae_module import SAMSVAEModule
+
+    gen = torch.Generator().manual_seed(3)
+    d = 4
+    module = SAMSVAEModule(12, 2, n_latent=d, n_hidden=8, basal_covariance=covariance)
+    mean = torch.randn(5, d, generator=gen)
+    scale = torch.exp(0.3 * torch.randn(5, d, generator=gen))
+    if covariance == "full":
+        scale = torch.diag_embed(scale) + torch.tril(torch.randn(5, d, d, generator=gen), -1)
+    if transformed:  # a random non-orthogonal map, as train(align_rounds > 0) applies
+        matrix = torch.randn(d, d, generator=gen) + torch.eye(d)
+        with torch.no_grad():
+            module.latent_transform.copy_(matrix)
+        assert not torch.allclose(matrix @ matrix.T, torch.eye(d), atol=0.1)
+    sigma = module.basal_covariance_matrix(scale)
+    q = MultivariateNormal(mean, scale_tril=torch.linalg.cholesky(sigma))
+    p = MultivariateNormal(torch.zeros(d), torch.eye(d))
+    torch.testing.assert_close(module.basal_kl(mean, scale), kl_divergence(q, p))
+    # sigma is the covariance of the draws, and KL = E_q[log q - log p] by Monte Carlo
+    noise = torch.randn(100_000, 5, d, generator=gen)
+    z = module.sample_basal(mean.expand(100_000, 5, d), scale, noise=noise)
+    resid = z - mean
+    empirical = torch.einsum("nci,ncj->cij", resid, resid) / len(z)
+    torch.testing.assert_close(empirical, sigma, atol=0.05 * sigma.abs().max(), rtol=0.05)
+    log_q = module.basal_log_prob(z, mean.expand_as(z), scale)
+    torch.testing.assert_close(log_q[:3], q.log_prob(z[:3]), atol=1e-4, rtol=1e-4)
+    monte_carlo = (log_q - p.log_prob(z)).mean(0)
+    torch.testing.assert_close(monte_carlo, module.basal_kl(mean, scale), atol=0.05, rtol=0.02)
+    v = torch.randn(3, 5, d, generator=gen)
+    torch.testing.assert_close(
+        module.basal_covariance_times(scale, v), (v.unsqueeze(-2) @ sigma).squeeze(-2)
+    )
+
+
 @pytest.mark.parametrize("covariance", ["full", "diagonal"])
 def test_tilted_guide_is_the_posterior_under_the_shifted_prior(covariance):
     # q(z | x, s) for z = z_b + s is the unperturbed posterior N(g, S) re-weighted by
@@ -301,10 +349,11 @@ def test_sparse_rotation_recovers_a_rotated_sparse_matrix():
     q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
     noisy = (truth + 0.1 * rng.standard_normal(truth.shape)) @ q
     rotated = noisy @ scsae.models._samsvae_model.sparse_rotation(noisy)
-    assert scsae.tl.mask_recovery_auroc(np.abs(rotated), MASKS) == 1.0
+    auroc = scsae.tl.mask_recovery_auroc
+    assert auroc(np.abs(rotated), MASKS, model_coords=rotated, true_coords=truth) == 1.0
     # varimax, the earlier criterion, concentrates the two-dimension effects on one axis
     vari = noisy @ scsae.models._samsvae_model.varimax(noisy)
-    assert scsae.tl.mask_recovery_auroc(np.abs(vari), MASKS) < 1.0
+    assert auroc(np.abs(vari), MASKS, model_coords=vari, true_coords=truth) < 1.0
 
 
 def test_variants_and_guides(split):
@@ -346,6 +395,62 @@ def test_setup_errors_leave_adata_unchanged():
         scsae.SAMSVAE.setup_anndata(adata, dosage_key="dose")
     assert set(adata.obsm) == before_obsm
     assert set(adata.uns) == before_uns
+
+
+def test_setup_without_control_cells_lists_the_labels():
+    adata = simulate_perturbations(n_cells_per_perturbation=5, n_control_cells=5, n_combinations=0)
+    before_obsm, before_uns = set(adata.obsm), set(adata.uns)
+    with pytest.raises(
+        ValueError, match=r"control label \['NT'\]; its labels are: P0, P1.*non-targeting"
+    ):
+        scsae.SAMSVAE.setup_anndata(adata, control="NT")
+    assert set(adata.obsm) == before_obsm
+    assert set(adata.uns) == before_uns
+
+
+def test_dosage_follows_changed_labels(model, split):
+    # a test AnnData scored once keeps obsm['_samsvae_dosage']; after its labels change the
+    # dosage is parsed again, never reused stale
+    _, test = split
+    test = test.copy()
+    model.get_iwelbo(test, n_particles=2)
+    assert test.obsm["_samsvae_dosage"]["P2"].sum() > 0
+    test.obs["target"] = "P4"
+    model.get_iwelbo(test, n_particles=2)
+    dosage = test.obsm["_samsvae_dosage"]
+    assert dosage["P4"].eq(1).all()
+    assert dosage.drop(columns="P4").eq(0).all().all()
+
+
+def test_seeds_leave_the_global_rng_alone(model, split):
+    _, test = split
+    state = torch.get_rng_state()
+    a = model.get_iwelbo(test, n_particles=3, random_state=5)
+    pred = model.predict("P0+P2", n_cells=20, random_state=5)
+    ate = model.get_average_treatment_effect("P1", n_cells=20, random_state=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    # the same seed gives the same figures, whatever the global state
+    torch.manual_seed(123)
+    assert model.get_iwelbo(test, n_particles=3, random_state=5) == a
+    np.testing.assert_array_equal(
+        model.predict("P0+P2", n_cells=20, random_state=5).X.toarray(), pred.X.toarray()
+    )
+    pd.testing.assert_series_equal(
+        model.get_average_treatment_effect("P1", n_cells=20, random_state=5), ate
+    )
+    small = split[0].copy()
+    scsae.SAMSVAE.setup_anndata(small)
+    state = torch.get_rng_state()
+    scsae.SAMSVAE(small, n_latent=2, n_hidden=8, n_particles=1).train(max_epochs=1)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_train_defaults_are_the_documented_recipe():
+    import inspect
+
+    params = inspect.signature(scsae.SAMSVAE.train).parameters
+    assert params["max_epochs"].default == 120
+    assert params["batch_size"].default == 128
 
 
 def test_setup_from_dosage_matrix():

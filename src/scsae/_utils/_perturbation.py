@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 DOC_PERTURBATION = """\
 perturbation_key
@@ -68,6 +69,25 @@ def split_labels(
     return [parsed[str(label)] for label in labels]
 
 
+def check_controls(
+    labels: Iterable, *, control: str | Sequence[str] | None, perturbation_key: str
+) -> None:
+    """Raise a :class:`ValueError` listing the labels when no cell carries a control label.
+
+    A control label that matches no cell would silently leave a model without
+    unperturbed cells (every label would become a perturbation).
+    """
+    controls = _as_controls(control)
+    found = pd.unique(pd.Series(list(labels), dtype=object).astype(str).str.strip())
+    if controls and not controls & set(found):
+        shown = ", ".join(sorted(found)[:50]) + (" ..." if len(found) > 50 else "")
+        msg = (
+            f"No cell of adata.obs[{perturbation_key!r}] has the control label "
+            f"{sorted(controls)}; its labels are: {shown}. Pass control= one of them."
+        )
+        raise ValueError(msg)
+
+
 def dosage_matrix(
     labels: Iterable,
     *,
@@ -117,3 +137,11 @@ def dosage_matrix(
         for name in comp:
             dosage[i, column[name]] += 1.0
     return pd.DataFrame(dosage, index=None if index is None else pd.Index(index), columns=names)
+
+
+def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
+    """``log2(counts / library * target_sum + 1)`` per row (dense float64)."""
+    counts = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
+    counts = counts.astype(np.float64)
+    library = counts.sum(1, keepdims=True)
+    return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)

@@ -17,14 +17,13 @@ from scvi.data import AnnDataManager
 from scvi.data._utils import _check_if_view
 from scvi.data.fields import CategoricalObsField, LayerField, ObsmField
 from scvi.dataloaders import DataSplitter
-from scvi.distributions import NegativeBinomial
-from scvi.model._utils import get_max_epochs_heuristic
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainingPlan, TrainRunner
 
 from .._utils._docs import doc_params
-from .._utils._perturbation import DOC_PERTURBATION, dosage_matrix
+from .._utils._perturbation import DOC_PERTURBATION, check_controls, dosage_matrix
 from .._utils._progress import quiet_lightning, show_progress
+from ._samsvae_alignment import alignment_map, sparse_rotation, varimax
 from ._samsvae_module import (
     DOSAGE_KEY,
     Covariance,
@@ -33,104 +32,11 @@ from ._samsvae_module import (
     SAMSVAEModule,
     Variant,
 )
+from ._samsvae_predict import PREDICT_BATCH, log_normalize, sample_counterfactuals, seeded
 
 DOSAGE_OBSM_KEY = "_samsvae_dosage"
-PREDICT_BATCH = 1024
-
-
-def log_normalize(counts: np.ndarray, *, target_sum: float = 1e4) -> np.ndarray:
-    """``log2(counts / library * target_sum + 1)`` per row (dense float64)."""
-    counts = counts.toarray() if sparse.issparse(counts) else np.asarray(counts)
-    counts = counts.astype(np.float64)
-    library = counts.sum(1, keepdims=True)
-    return np.log2(counts / np.maximum(library, 1e-12) * target_sum + 1)
-
-
-def varimax(loadings: np.ndarray, *, n_iter: int = 500, tol: float = 1e-8) -> np.ndarray:
-    """Orthogonal rotation ``R`` maximising the varimax criterion of ``loadings @ R``.
-
-    Kaiser's criterion (the variance of the squared entries of every column),
-    optimised by the usual SVD iteration; rows are the perturbations.
-    """
-    x = np.asarray(loadings, dtype=np.float64)
-    n, k = x.shape
-    rotation = np.eye(k)
-    objective = 0.0
-    for _ in range(n_iter):
-        y = x @ rotation
-        u, s, vt = np.linalg.svd(x.T @ (y**3 - y @ np.diag((y**2).sum(0)) / n))
-        rotation = u @ vt
-        if s.sum() < objective * (1 + tol):
-            break
-        objective = s.sum()
-    return rotation
-
-
-def sparse_rotation(
-    loadings: np.ndarray,
-    *,
-    n_starts: int = 20,
-    n_iter: int = 500,
-    eps: float = 1e-2,
-    random_state: int = 0,
-) -> np.ndarray:
-    """Orthogonal ``R`` minimising the L1 norm of ``loadings @ R`` (sparsest rows).
-
-    The L1 norm, smoothed as ``sqrt(x^2 + eps^2)``, is the usual convex surrogate of
-    the number of non-zero entries, which is what a sparse Bernoulli mask prior
-    charges for (Jennrich's component-loss rotation with the absolute value). It is
-    minimised by gradient projection on the orthogonal group (Jennrich 2001) from the
-    identity, varimax and ``n_starts`` random rotations; the best end point wins.
-
-    Parameters
-    ----------
-    loadings
-        Rows to sparsify (perturbations x latent dims).
-    n_starts
-        Random orthogonal starting points besides the identity and varimax.
-    n_iter
-        Gradient-projection steps per start.
-    eps
-        Smoothing of the absolute value, relative to the largest absolute loading.
-    random_state
-        Seed of the random starts.
-    """
-    x = np.asarray(loadings, dtype=np.float64)
-    k = x.shape[1]
-    x = x / max(np.abs(x).max(), 1e-12)  # scale-free: eps is relative to the largest loading
-    rng = np.random.default_rng(random_state)
-
-    def loss(r: np.ndarray) -> float:
-        return float(np.sqrt((x @ r) ** 2 + eps**2).sum())
-
-    starts = [np.eye(k), varimax(x)]
-    starts += [np.linalg.qr(rng.standard_normal((k, k)))[0] for _ in range(n_starts)]
-    best, best_loss = np.eye(k), loss(np.eye(k))
-    for rotation in starts:
-        value, step = loss(rotation), 1.0
-        for _ in range(n_iter):
-            y = x @ rotation
-            grad = x.T @ (y / np.sqrt(y**2 + eps**2))
-            m = rotation.T @ grad
-            proj = grad - rotation @ (m + m.T) / 2  # gradient on the orthogonal group
-            if np.linalg.norm(proj) < 1e-8:
-                break
-            while True:  # backtracking; the SVD maps the step back onto the group
-                u, _, vt = np.linalg.svd(rotation - step * proj)
-                candidate = u @ vt
-                new = loss(candidate)
-                if new < value - 1e-4 * step * np.linalg.norm(proj) ** 2 or step < 1e-10:
-                    break
-                step /= 2
-            done = value - new < 1e-10
-            if new < value:
-                rotation, value = candidate, new
-            if done:
-                break
-            step *= 2
-        if value < best_loss:
-            best, best_loss = rotation, value
-    return best
+# re-exported: tl and the benchmarks read them from here
+__all__ = ["SAMSVAE", "log_normalize", "sparse_rotation", "varimax"]
 
 
 class SAMSVAE(BaseModelClass):
@@ -251,8 +157,7 @@ class SAMSVAE(BaseModelClass):
         super().__init__(adata)
         self.perturbations_ = [str(p) for p in self._registered_perturbations()]
         n_batch = int(self.summary_stats.get("n_batch", 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_state)
+        with seeded(random_state):
             self.module = self._build_module(
                 n_batch=n_batch,
                 n_latent=n_latent,
@@ -348,6 +253,10 @@ class SAMSVAE(BaseModelClass):
                     f"{list(adata.obs.columns)}. Name the perturbation column or pass dosage_key."
                 )
                 raise KeyError(msg)
+            if source_registry is None:  # data transferred to a trained model may lack controls
+                check_controls(
+                    adata.obs[perturbation_key], control=control, perturbation_key=perturbation_key
+                )
             dosage = dosage_matrix(
                 adata.obs[perturbation_key],
                 control=control,
@@ -390,26 +299,32 @@ class SAMSVAE(BaseModelClass):
         return self.adata_manager.registry["setup_args"]
 
     def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:  # noqa: FBT001, FBT002
-        """Parse the labels of new data against the registered perturbations, then transfer."""
-        if (
-            adata is not None
-            and self.adata_manager is not None
-            and self.get_anndata_manager(adata) is None
-        ):
+        """Parse the labels of ``adata`` against the registered perturbations, then transfer.
+
+        The labels are parsed on every call, so a dosage left in ``adata.obsm`` by an
+        earlier call is rewritten when the labels have changed since (never reused stale).
+        """
+        if self.adata_manager is not None and self._setup_args.get("dosage_key") is None:
+            target = self.adata if adata is None else adata
+            if target is None:  # loaded without data: the saved registry sets up ``adata``
+                return super()._validate_anndata(adata, copy_if_view=copy_if_view)
             args = self._setup_args
-            if args.get("dosage_key") is None:
-                _check_if_view(adata, copy_if_view=copy_if_view)
-                key = args["perturbation_key"]
-                if key not in adata.obs:
-                    msg = f"adata.obs has no column {key!r}, the perturbation column the model was set up with."
-                    raise KeyError(msg)
-                adata.obsm[DOSAGE_OBSM_KEY] = dosage_matrix(
-                    adata.obs[key],
-                    control=args["control"],
-                    delimiter=args["delimiter"],
-                    perturbations=self.perturbations_,
-                    index=adata.obs_names,
-                )
+            key = args["perturbation_key"]
+            if key not in target.obs:
+                msg = f"adata.obs has no column {key!r}, the perturbation column the model was set up with."
+                raise KeyError(msg)
+            dosage = dosage_matrix(
+                target.obs[key],
+                control=args["control"],
+                delimiter=args["delimiter"],
+                perturbations=self.perturbations_,
+                index=target.obs_names,
+            )
+            stale = target.obsm.get(DOSAGE_OBSM_KEY)
+            if stale is None or not (isinstance(stale, pd.DataFrame) and stale.equals(dosage)):
+                if adata is not None:
+                    _check_if_view(adata, copy_if_view=copy_if_view)
+                target.obsm[DOSAGE_OBSM_KEY] = dosage
         return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def _dosage(self, adata: AnnData) -> np.ndarray:
@@ -420,8 +335,8 @@ class SAMSVAE(BaseModelClass):
     def train(
         self,
         *,
-        max_epochs: int | None = None,
-        batch_size: int = 512,
+        max_epochs: int = 120,
+        batch_size: int = 128,
         lr: float = 1e-3,
         global_lr_factor: float = 10.0,
         align_rounds: int = 0,
@@ -440,8 +355,8 @@ class SAMSVAE(BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the training cells; `None` uses scvi-tools' heuristic
-            (400 epochs for 20,000 cells or fewer, fewer for larger data).
+            Passes over the training cells; 120 (with ``batch_size=128``, the paper's
+            batch) is the recipe of the Papalexi benchmark (see the docs).
         batch_size
             Cells per minibatch.
         lr
@@ -458,7 +373,7 @@ class SAMSVAE(BaseModelClass):
             ``q(z_b)`` of the training cells gets identity covariance, the linear
             reparameterisation that minimises the basal KL) and rotated to the basis
             in which the expected shifts ``E[e_t * m_t]`` have the smallest L1 norm
-            (``sparse_rotation`` in ``scsae.models._samsvae_model``), and the masks restart at the prior. The
+            (``sparse_rotation`` in ``scsae.models._samsvae_alignment``), and the masks restart at the prior. The
             likelihood is unchanged by these maps; with ``basal_covariance="full"`` so
             is ``q(z_b)``, and the sparse mask prior is the only term that prefers a
             basis, while its gradient alone turns a basis very slowly (see the docs).
@@ -488,6 +403,7 @@ class SAMSVAE(BaseModelClass):
         ``model.train_params_`` (arguments, ``n_train``, ``epochs_trained`` and
         ``seconds_per_epoch``).
         """
+        self._validate_anndata()  # labels changed since setup: parse them again
         n_obs = self.adata.n_obs
         if not 0 < train_size <= 1:
             msg = f"train_size={train_size} must be in (0, 1]."
@@ -495,7 +411,7 @@ class SAMSVAE(BaseModelClass):
         if early_stopping and train_size >= 1:
             msg = "early_stopping needs a validation split; pass train_size < 1."
             raise ValueError(msg)
-        max_epochs = get_max_epochs_heuristic(n_obs) if max_epochs is None else int(max_epochs)
+        max_epochs = int(max_epochs)
         rng = np.random.default_rng(random_state)
         order = rng.permutation(n_obs)
         n_train = (
@@ -507,7 +423,51 @@ class SAMSVAE(BaseModelClass):
         unseen = [p for p, c in zip(self.perturbations_, counts, strict=True) if c == 0]
         if unseen:
             logg.warning(f"no training cells carry {unseen}; their effects stay at the prior.")
-        torch.manual_seed(random_state)
+        with seeded(random_state):
+            self._fit(
+                train_idx,
+                val_idx,
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                lr=lr,
+                global_lr_factor=global_lr_factor,
+                align_rounds=align_rounds,
+                early_stopping=early_stopping,
+                accelerator=accelerator,
+                devices=devices,
+                n_epochs_kl_warmup=n_epochs_kl_warmup,
+                enable_progress_bar=enable_progress_bar,
+                plan_kwargs=plan_kwargs,
+                trainer_kwargs=trainer_kwargs,
+            )
+        self.train_params_.update(
+            {
+                "train_size": float(train_size),
+                "n_train": int(n_train),
+                "random_state": int(random_state),
+            }
+        )
+
+    def _fit(
+        self,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        *,
+        max_epochs: int,
+        batch_size: int,
+        lr: float,
+        global_lr_factor: float,
+        align_rounds: int,
+        early_stopping: bool,
+        accelerator: str,
+        devices: int | str | list[int],
+        n_epochs_kl_warmup: int | None,
+        enable_progress_bar: bool,
+        plan_kwargs: dict[str, Any] | None,
+        trainer_kwargs: dict[str, Any],
+    ) -> None:
+        """The training phases of :meth:`train` (run inside its seeded block)."""
+        n_train = len(train_idx)
         splitter = DataSplitter(
             self.adata_manager,
             external_indexing=[train_idx, val_idx, np.array([], dtype=int)],
@@ -578,9 +538,6 @@ class SAMSVAE(BaseModelClass):
             "lr": float(lr),
             "global_lr_factor": float(global_lr_factor),
             "align_rounds": int(align_rounds),
-            "train_size": float(train_size),
-            "n_train": int(n_train),
-            "random_state": int(random_state),
             "seconds": float(seconds),
             "seconds_per_epoch": float(seconds / max(1, epochs)),
         }
@@ -590,36 +547,9 @@ class SAMSVAE(BaseModelClass):
             deep=f"{epochs} epochs, {seconds / max(1, epochs):.2f} s/epoch",
         )
 
-    @torch.no_grad()
     def _alignment_map(self, indices: np.ndarray) -> torch.Tensor:
-        """Linear map ``M`` (latent x latent) of the alignment step, ``z' = z @ M``.
-
-        With a full-covariance ``q(z_b)`` the latent is first whitened: ``C`` is the
-        aggregate second moment of ``q(z_b)`` over the training cells and
-        ``C^{-1/2}`` is the linear reparameterisation that minimises the basal KL term
-        at unchanged likelihood. The whitened expected shifts are then rotated to
-        the sparsest basis (``sparse_rotation`` in ``scsae.models._samsvae_model``), the only direction in which the
-        mask prior still distinguishes bases. A diagonal ``q(z_b)`` is only rotated.
-        """
-        module = self.module
-        was_training = module.training
-        module.eval()  # no dropout while measuring
-        shift = module.expected_shift().detach()
-        whiten = torch.eye(module.n_latent, device=shift.device)
-        if module.basal_covariance == "full":
-            moment = torch.zeros(module.n_latent, module.n_latent, device=shift.device)
-            for tensors in self._batches(None, indices, PREDICT_BATCH):
-                x, dosage = tensors[REGISTRY_KEYS.X_KEY], tensors[DOSAGE_KEY]
-                batch = module._batch_onehot(tensors.get(REGISTRY_KEYS.BATCH_KEY), x.shape[0])
-                mean, tril = module.encode(x, offset=dosage @ shift, dosage=dosage, batch=batch)
-                factor = tril @ module.latent_transform
-                moment += mean.T @ mean + (factor.transpose(-1, -2) @ factor).sum(0)
-            moment /= len(indices)
-            values, vectors = torch.linalg.eigh(moment.double())
-            whiten = (vectors @ torch.diag(values.clamp(min=1e-8) ** -0.5) @ vectors.T).float()
-        module.train(was_training)
-        rotation = sparse_rotation((shift @ whiten).cpu().double().numpy())
-        return whiten @ torch.as_tensor(rotation, dtype=torch.float32, device=shift.device)
+        """Linear map of the alignment step over the training cells ``indices``."""
+        return alignment_map(self.module, self._batches(None, indices, PREDICT_BATCH), len(indices))
 
     def _optimizer_creator(self, lr: float, factor: float, weight_decay: float, eps: float):
         glob = self.module.global_parameters()
@@ -767,19 +697,19 @@ class SAMSVAE(BaseModelClass):
             Seed of the Monte Carlo samples.
         """
         self._check_trained()
-        torch.manual_seed(random_state)
         module = self.module.eval()
-        values = [
-            module.iwelbo(
-                t[REGISTRY_KEYS.X_KEY],
-                t[DOSAGE_KEY],
-                t.get(REGISTRY_KEYS.BATCH_KEY),
-                n_particles=n_particles,
-            )
-            .cpu()
-            .numpy()
-            for t in self._batches(adata, indices, batch_size)
-        ]
+        with seeded(random_state):
+            values = [
+                module.iwelbo(
+                    t[REGISTRY_KEYS.X_KEY],
+                    t[DOSAGE_KEY],
+                    t.get(REGISTRY_KEYS.BATCH_KEY),
+                    n_particles=n_particles,
+                )
+                .cpu()
+                .numpy()
+                for t in self._batches(adata, indices, batch_size)
+            ]
         per_cell = np.concatenate(values)
         return float(per_cell.mean()) if return_mean else per_cell
 
@@ -840,14 +770,15 @@ class SAMSVAE(BaseModelClass):
         """
         self._check_trained()
         labels, dosage = self._parse_perturbations(perturbations)
-        return self._predict(
-            labels,
-            dosage,
-            n_cells=n_cells,
-            from_controls=from_controls,
-            adata=adata,
-            random_state=random_state,
-        )
+        with seeded(random_state):
+            return self._predict(
+                labels,
+                dosage,
+                n_cells=n_cells,
+                from_controls=from_controls,
+                adata=adata,
+                random_state=random_state,
+            )
 
     @torch.inference_mode()
     def _predict(
@@ -865,9 +796,7 @@ class SAMSVAE(BaseModelClass):
             raise ValueError(msg)
         adata = self._validate_anndata(adata)
         module = self.module.eval()
-        device = self.device
         rng = np.random.default_rng(random_state)
-        torch.manual_seed(random_state)
         manager = self.get_anndata_manager(adata, required=True)
         source_dosage = self._dosage(adata)
         if from_controls:
@@ -878,40 +807,9 @@ class SAMSVAE(BaseModelClass):
         else:
             pool = np.arange(adata.n_obs)
         source = np.sort(rng.choice(pool, size=n_cells, replace=len(pool) < n_cells))
-        z_b, library, batch = [], [], []
-        for start in range(0, n_cells, PREDICT_BATCH):
-            chunk = source[start : start + PREDICT_BATCH]
-            tensors = {k: v.to(device) for k, v in self._tensors_for(manager, chunk).items()}
-            x = tensors[REGISTRY_KEYS.X_KEY]
-            b = module._batch_onehot(tensors.get(REGISTRY_KEYS.BATCH_KEY), len(chunk))
-            if from_controls:
-                zero = torch.zeros(len(chunk), module.n_perturbations, device=device)
-                offset = (
-                    torch.zeros(len(chunk), module.n_latent, device=device)
-                    if module.reads_offset
-                    else None
-                )
-                mean, scale = module.encode(x, offset=offset, dosage=zero, batch=b)
-                z_b.append(module.sample_basal(mean, scale))
-            else:
-                z_b.append(torch.randn(len(chunk), module.n_latent, device=device))
-            library.append(x.sum(-1, keepdim=True))
-            batch.append(b)
-        z_b = torch.cat(z_b)
-        library = torch.cat(library)
-        batch = torch.cat(batch) if batch[0] is not None else None
-        theta = torch.exp(module.log_theta)
-        counts, normalized = [], []
-        for row in dosage:
-            d = torch.as_tensor(row, dtype=torch.float32, device=device)
-            z = z_b
-            if module.has_globals:
-                shift = module.sample_globals(n_cells)["shift"]  # one posterior draw per cell
-                z = z_b + torch.einsum("t,ntd->nd", d, shift)
-            px = module.decode(z, dosage=d.expand(n_cells, -1), batch=batch)
-            sample = NegativeBinomial(mu=library * px, theta=theta).sample()
-            counts.append(sparse.csr_matrix(sample.cpu().numpy().astype(np.float32)))
-            normalized.append((px * 1e4).cpu().numpy().astype(np.float32))
+        counts, normalized, library = sample_counterfactuals(
+            module, manager, source, dosage, from_controls=from_controls, device=self.device
+        )
         X = sparse.vstack(counts, format="csr")
         obs = pd.DataFrame(
             {
@@ -934,17 +832,6 @@ class SAMSVAE(BaseModelClass):
             "variant": self.module.variant,
         }
         return out
-
-    @staticmethod
-    def _tensors_for(manager: AnnDataManager, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = {}
-        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)[indices]
-        x = x.toarray() if sparse.issparse(x) else np.asarray(x)
-        tensors[REGISTRY_KEYS.X_KEY] = torch.as_tensor(x, dtype=torch.float32)
-        if REGISTRY_KEYS.BATCH_KEY in manager.data_registry:
-            b = np.asarray(manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY))[indices]
-            tensors[REGISTRY_KEYS.BATCH_KEY] = torch.as_tensor(b.reshape(-1, 1))
-        return tensors
 
     def get_average_treatment_effect(
         self,
@@ -984,14 +871,15 @@ class SAMSVAE(BaseModelClass):
         labels, dosage = self._parse_perturbations(perturbation)
         control = "__control__"
         dosage = np.vstack([dosage, np.zeros((1, dosage.shape[1]), dtype=dosage.dtype)])
-        pred = self._predict(
-            [*labels, control],
-            dosage,
-            n_cells=n_cells,
-            from_controls=from_controls,
-            adata=adata,
-            random_state=random_state,
-        )
+        with seeded(random_state):
+            pred = self._predict(
+                [*labels, control],
+                dosage,
+                n_cells=n_cells,
+                from_controls=from_controls,
+                adata=adata,
+                random_state=random_state,
+            )
         lognorm = log_normalize(pred.layers["counts"])
         groups = pred.obs["perturbation"].to_numpy()
         base = lognorm[groups == control].mean(0)

@@ -451,18 +451,38 @@ class SAMSVAEModule(BaseModuleClass):
         log_det = log_det + torch.linalg.slogdet(transform)[1]
         return -0.5 * (white**2).sum(-1) - log_det - 0.5 * self.n_latent * LOG_2PI
 
+    def basal_factor(self, scale: torch.Tensor) -> torch.Tensor:
+        """Square root ``A = T^T L`` of the covariance ``Sigma = A A^T`` of a full ``q(z_b)``.
+
+        The draw of :meth:`sample_basal` is ``mean + A eps`` (as a column vector); ``A`` is
+        lower triangular only while no :meth:`transform_latent` map has been applied.
+        """
+        if self._untransformed():
+            return scale
+        return self.latent_transform.T @ scale
+
+    def basal_covariance_matrix(self, scale: torch.Tensor) -> torch.Tensor:
+        """Covariance of ``q(z_b)``, ``(..., d, d)``, as sampled by :meth:`sample_basal`."""
+        if self.basal_covariance == "diagonal":
+            return torch.diag_embed(scale**2)
+        factor = self.basal_factor(scale)
+        return factor @ factor.transpose(-1, -2)
+
     def basal_kl(self, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """``KL(q(z_b) || N(0, I))`` summed over the latent dimensions."""
+        """``KL(q(z_b) || N(0, I))`` summed over the latent dimensions.
+
+        For a full covariance ``Sigma = T^T L L^T T`` the trace term is ``||L^T T||_F^2``
+        and ``log det Sigma = 2 (log det L + log |det T|)``.
+        """
         if self.basal_covariance == "diagonal":
             return kl_normal_standard(mean, scale)
-        transform = self.latent_transform
         log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
         if self._untransformed():
             # no transform_latent yet: skip a (cells x d x d) @ (d x d) product, O(d^3) per cell
             trace = (scale**2).sum((-2, -1))
         else:
-            log_det = log_det + torch.linalg.slogdet(transform)[1]
-            trace = ((scale @ transform) ** 2).sum((-2, -1))
+            log_det = log_det + torch.linalg.slogdet(self.latent_transform)[1]
+            trace = (self.basal_factor(scale) ** 2).sum((-2, -1))
         return 0.5 * ((mean**2).sum(-1) + trace - self.n_latent) - log_det
 
     def decode(

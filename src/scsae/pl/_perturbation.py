@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from .._utils._docs import DOC_PLOT_RETURNS, DOC_SHOW, doc_params
 from ._utils import finish, new_axes
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def _leaf_order(rows: np.ndarray) -> np.ndarray:
+    """Row order of an average-linkage dendrogram (input order for fewer than 3 rows)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    if len(rows) < 3:
+        return np.arange(len(rows))
+    return leaves_list(linkage(rows, method="average", optimal_ordering=True))
+
+
+def _spread(values: np.ndarray, gap: float) -> np.ndarray:
+    """Label positions at least ``gap`` apart, as close to ``values`` as a sweep allows."""
+    order = np.argsort(values)
+    wanted = np.asarray(values, dtype=float)[order]
+    out = wanted.copy()
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + gap)
+    if len(out):
+        out -= (out[-1] - wanted[-1]) / 2  # centre the pushed-up stack on its points
+    result = np.empty_like(out)
+    result[order] = out
+    return result
 
 
 @doc_params(show=DOC_SHOW, returns=DOC_PLOT_RETURNS)
@@ -20,7 +45,8 @@ def mask_heatmap(
     masks: Any,
     *,
     perturbations: Sequence[str] | None = None,
-    cmap: str = "Greys",
+    cluster: bool = True,
+    cmap: str = "Blues",
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool = False,
@@ -35,8 +61,12 @@ def mask_heatmap(
         (its :meth:`~scsae.models.SAMSVAE.get_mask_probabilities` is called).
     perturbations
         Rows to show, in this order; `None`: all.
+    cluster
+        Order latent dimensions, and the perturbations unless ``perturbations`` fixes
+        them, by hierarchical clustering (average linkage of the mask rows / columns), so
+        that perturbations sharing dimensions sit together.
     cmap
-        Colour map (probabilities from 0 to 1).
+        Colour map; the scale is fixed from 0 (white with the default) to 1.
     {show}
 
     {returns}
@@ -54,6 +84,10 @@ def mask_heatmap(
             )
             raise KeyError(msg)
         masks = masks.loc[list(perturbations)]
+    if cluster:
+        masks = masks.iloc[:, _leaf_order(masks.to_numpy().T)]
+        if perturbations is None:
+            masks = masks.iloc[_leaf_order(masks.to_numpy())]
     height = max(2.5, 0.22 * masks.shape[0] + 1)
     width = max(3.0, 0.3 * masks.shape[1] + 2)
     fig, ax_ = new_axes(ax, figsize=(width, height))
@@ -68,7 +102,7 @@ def mask_heatmap(
     )
     ax_.set_xlabel("latent dimension")
     ax_.set_ylabel("perturbation")
-    fig.colorbar(image, ax=ax_, label="q(mask = 1)", fraction=0.05)
+    fig.colorbar(image, ax=ax_, label="q(mask = 1)", fraction=0.05, ticks=[0, 0.5, 1])
     return finish(fig, ax_, show=show, return_fig=return_fig, ax_given=ax is not None)
 
 
@@ -121,8 +155,27 @@ def ate_scatter(
     ax_.plot([-lim, lim], [-lim, lim], lw=0.8, c="k", ls="--")
     ax_.axhline(0, lw=0.5, c="grey")
     ax_.axvline(0, lw=0.5, c="grey")
-    for g in order[:n_labels]:
-        ax_.annotate(str(observed.columns[g]), (o[g], p[g]), fontsize=7)
+    # labels beside their points, spread vertically at least one text line apart so that
+    # they never overlap, with a line to their gene
+    ax_.set_xlim(-lim, lim)
+    ax_.set_ylim(-lim, lim)
+    labelled = order[:n_labels]
+    line = 1.5 * 7 * fig.dpi / 72  # a 7-point text line with spacing, in pixels
+    gap = line / max(ax_.get_window_extent().height, 1.0) * 2 * lim
+    heights = _spread(p[labelled], gap=gap)
+    if len(heights):  # keep the column inside the axes
+        heights -= max(0.0, heights.max() - 0.95 * lim) - max(0.0, -0.95 * lim - heights.min())
+    for g, y in zip(labelled, heights, strict=True):
+        inward = -1 if o[g] > 0 else 1  # label towards the centre, inside the axes
+        ax_.annotate(
+            str(observed.columns[g]),
+            (o[g], p[g]),
+            xytext=(o[g] + inward * 0.12 * lim, y),
+            fontsize=7,
+            va="center",
+            ha="right" if inward < 0 else "left",
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"},
+        )
     row = evaluation.loc[perturbation]
     ax_.set_title(
         f"{perturbation}: r_top={row['pearson_top']:.2f}, r_all={row['pearson_all']:.2f}",
@@ -148,8 +201,10 @@ def perturbation_embedding(
 ) -> Figure | Axes | None:
     """Cells in a latent embedding coloured by perturbation (:func:`scanpy.pl.embedding`).
 
-    Typical use: ``adata.obsm['X_samsvae'] = model.get_latent_representation(kind="full")``,
-    ``sc.pp.neighbors(adata, use_rep='X_samsvae')``, ``sc.tl.umap(adata)``, then this.
+    Typical use: ``adata.obsm['X_samsvae'] = model.get_latent_representation(kind="basal")``,
+    ``sc.pp.neighbors(adata, use_rep='X_samsvae')``, ``sc.tl.umap(adata)``, then this. Draw
+    the basal latent: the full one adds each label's own shift, so it separates the
+    perturbations by construction, whatever the data.
 
     Parameters
     ----------

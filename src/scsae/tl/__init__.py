@@ -10,9 +10,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "average_treatment_effect": "._perturbation",
+        "baseline_effects": "._perturbation",
         "compare_perturbation_models": "._perturbation",
         "decode_features": "._decode",
         "evaluate_ate": "._perturbation",
+        "evaluate_perturbation_model": "._perturbation",
         "feature_enrichment": "._enrichment",
         "feature_genes": "._feature_genes",
         "feature_recovery": "._recovery",

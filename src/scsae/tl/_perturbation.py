@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scanpy import logging as logg
 
-from ..models import SAMSVAE
-from ..models._samsvae_model import log_normalize
+from .._utils._perturbation import log_normalize
+
+if TYPE_CHECKING:  # the models (scvi-tools, Lightning) load only when a function needs them
+    from ..models import SAMSVAE
 
 
 def _labels(adata: AnnData, perturbation_key: str) -> pd.Series:
@@ -179,6 +181,36 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def _score(predicted: pd.DataFrame, observed: pd.DataFrame, n_top_genes: int) -> pd.DataFrame:
+    """Per-perturbation agreement of predicted and observed ATE tables (same rows, genes).
+
+    ``rank``: the fraction of the other perturbations whose observed ATE correlates (all
+    genes) better with the prediction for ``p`` than ``p``'s own observed ATE does; 0 is
+    perfect, 0.5 what an uninformative prediction gets, NaN with a single perturbation.
+    """
+    pred, obs = predicted.to_numpy(dtype=float), observed.to_numpy(dtype=float)
+    n = len(obs)
+    corr = np.array([[_pearson(pred[i], obs[j]) for j in range(n)] for i in range(n)])
+    rows = []
+    for i in range(n):
+        o, q = obs[i], pred[i]
+        top = np.argsort(-np.abs(o))[:n_top_genes]
+        others = np.delete(corr[i], i)
+        rank = np.nan
+        if n > 1 and np.isfinite(corr[i, i]):
+            rank = float(np.mean(np.nan_to_num(others, nan=-np.inf) > corr[i, i]))
+        rows.append(
+            {
+                "pearson_all": _pearson(q, o),
+                "r2_all": _r2(q, o),
+                "pearson_top": _pearson(q[top], o[top]),
+                "r2_top": _r2(q[top], o[top]),
+                "rank": rank,
+            }
+        )
+    return pd.DataFrame(rows, index=observed.index)
+
+
 def evaluate_ate(
     model: SAMSVAE,
     adata: AnnData,
@@ -231,24 +263,183 @@ def evaluate_ate(
     )
     predicted = predicted.loc[:, observed.columns]
     labels = _labels(adata, perturbation_key)
-    rows = []
-    for p in observed.index:
-        o, q = observed.loc[p].to_numpy(), predicted.loc[p].to_numpy()
-        top = np.argsort(-np.abs(o))[:n_top_genes]
-        rows.append(
-            {
-                "n_cells": int((labels == p).sum()),
-                "pearson_all": _pearson(q, o),
-                "r2_all": _r2(q, o),
-                "pearson_top": _pearson(q[top], o[top]),
-                "r2_top": _r2(q[top], o[top]),
-            }
-        )
-    out = pd.DataFrame(rows, index=observed.index)
+    out = _score(predicted, observed, n_top_genes).drop(columns="rank")
+    out.insert(0, "n_cells", [int((labels == p).sum()) for p in observed.index])
     out.attrs["predicted"] = predicted
     out.attrs["observed"] = observed
     out.attrs["n_top_genes"] = n_top_genes
     return out
+
+
+def baseline_effects(
+    adata_train: AnnData,
+    perturbations: Sequence[str],
+    *,
+    perturbation_key: str = "target",
+    control: str = "non-targeting",
+    delimiter: str = "+",
+    layer: str | None = None,
+) -> dict[str, pd.DataFrame]:
+    """ATE predictions of the field's baselines, computed from training cells only.
+
+    ``additive``: the sum of the observed training ATEs of a label's components (for a
+    combination ``A+B``, ATE(A) + ATE(B); for a single, its own training ATE; NaN when a
+    component has no training cells). ``mean``: the average observed ATE of all
+    training perturbations. ``control``: no effect (zeros).
+
+    Parameters
+    ----------
+    adata_train
+        Training cells, raw counts, with control cells.
+    perturbations
+        Labels to predict.
+    perturbation_key, control, delimiter, layer
+        As in :func:`~scsae.tl.average_treatment_effect`.
+
+    Returns
+    -------
+    Dict of baseline name to a perturbations x genes DataFrame.
+    """
+    from .._utils._perturbation import split_labels
+
+    train = average_treatment_effect(
+        adata_train, perturbation_key=perturbation_key, control=control, layer=layer
+    )
+    index = pd.Index(list(perturbations), name="perturbation")
+    parts = split_labels(index, control=control, delimiter=delimiter)
+    nan = np.full(adata_train.n_vars, np.nan)
+    additive = [
+        train.loc[comp].to_numpy().sum(0) if comp and set(comp) <= set(train.index) else nan
+        for comp in parts
+    ]
+    mean = np.tile(train.to_numpy().mean(0), (len(index), 1))
+    frame = lambda values: pd.DataFrame(values, index=index, columns=adata_train.var_names)  # noqa: E731
+    return {
+        "additive": frame(np.vstack(additive) if additive else mean[:0]),
+        "mean": frame(mean),
+        "control": frame(np.zeros_like(mean)),
+    }
+
+
+def evaluate_perturbation_model(
+    models: SAMSVAE | Mapping[str, SAMSVAE] | None,
+    adata_test: AnnData,
+    adata_train: AnnData,
+    *,
+    perturbation_key: str = "target",
+    control: str = "non-targeting",
+    delimiter: str = "+",
+    perturbations: Sequence[str] | None = None,
+    baselines: Sequence[str] = ("additive", "mean", "control"),
+    n_top_genes: int = 20,
+    n_cells: int = 2000,
+    random_state: int = 0,
+    return_effects: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Score predicted perturbation effects on held-out cells beside the field's baselines.
+
+    For every held-out perturbation (and averaged), the predicted ATE of each model and
+    of each baseline (:func:`~scsae.tl.baseline_effects`, from the training cells only) is compared
+    with the observed ATE of the held-out cells (against the control cells of
+    ``adata_test``, or of ``adata_train`` when the test cells have none, e.g. held-out
+    combinations): Pearson over all genes and over the ``n_top_genes`` with the largest
+    observed effect, R² of both, and a rank (see Returns).
+
+    Parameters
+    ----------
+    models
+        A trained :class:`~scsae.models.SAMSVAE`, a mapping of names to models, or `None`
+        (baselines only). Predictions start from the control cells of the model's data.
+    adata_test
+        Held-out cells (raw counts) with labels in ``perturbation_key``.
+    adata_train
+        The training cells (raw counts, with controls): source of the baselines.
+    perturbation_key, control, delimiter
+        Label column, control label and separator of combinations.
+    perturbations
+        Labels to evaluate; `None`: every non-control label of ``adata_test``.
+    baselines
+        Any of ``"additive"``, ``"mean"``, ``"control"``.
+    n_top_genes
+        Top DE genes (largest absolute observed ATE) of ``pearson_top``/``r2_top``.
+    n_cells
+        Counterfactual cells per perturbation of the models' predictions.
+    random_state
+        Seed of the predictions.
+    return_effects
+        Also return the ATE tables (perturbations x genes): ``"observed"`` and one per
+        method.
+
+    Returns
+    -------
+    DataFrame indexed by (``method``, ``perturbation``): methods are the model names and
+    ``"baseline_additive"``, ``"baseline_mean"``, ``"baseline_control"``; one row per
+    perturbation and a row ``"mean"`` per method, with ``n_cells`` (observed cells), ``pearson_all``,
+    ``r2_all``, ``pearson_top``, ``r2_top`` and ``rank``: the fraction of the other
+    evaluated perturbations whose observed ATE correlates better with the prediction
+    for ``p`` than ``p``'s own (0 best, 0.5 uninformative; NaN for the ``control``
+    baseline, which predicts nothing).
+    """
+    unknown = sorted(set(baselines) - {"additive", "mean", "control"})
+    if unknown:
+        msg = f"baselines {unknown} are not among 'additive', 'mean', 'control'."
+        raise ValueError(msg)
+    labels = _labels(adata_test, perturbation_key)
+    if perturbations is None:
+        perturbations = [p for p in pd.unique(labels) if p != control]
+    missing = [p for p in perturbations if not (labels == p).any()]
+    if missing:
+        msg = f"No cells labelled {missing} in adata_test.obs[{perturbation_key!r}]."
+        raise ValueError(msg)
+    source = adata_test if (labels == control).any() else adata_train
+    controls = (_labels(source, perturbation_key) == control).to_numpy()
+    if not controls.any():
+        msg = f"No control cells labelled {control!r} in adata_test or adata_train."
+        raise ValueError(msg)
+    base = log_normalize(source.X[np.flatnonzero(controls)]).mean(0)
+    observed = pd.DataFrame(
+        [
+            log_normalize(adata_test.X[np.flatnonzero(labels == p)]).mean(0) - base
+            for p in perturbations
+        ],
+        index=pd.Index(list(perturbations), name="perturbation"),
+        columns=adata_test.var_names,
+    )
+    from ..models import SAMSVAE
+
+    if isinstance(models, SAMSVAE):
+        models = {models.module.variant: models}
+    models = dict(models or {})
+    taken = sorted(set(models) & {f"baseline_{b}" for b in baselines})
+    if taken:
+        msg = f"Model names {taken} are the names of baselines; name the models otherwise."
+        raise ValueError(msg)
+    predicted: dict[str, pd.DataFrame] = {}
+    for name, model in models.items():
+        ate = model.get_average_treatment_effect(
+            list(perturbations), n_cells=n_cells, random_state=random_state
+        )
+        predicted[name] = ate.loc[:, observed.columns]
+    effects = baseline_effects(
+        adata_train,
+        list(perturbations),
+        perturbation_key=perturbation_key,
+        control=control,
+        delimiter=delimiter,
+    )
+    predicted.update({f"baseline_{b}": effects[b].loc[:, observed.columns] for b in baselines})
+    counts = [int((labels == p).sum()) for p in perturbations]
+    tables = []
+    for name, pred in predicted.items():
+        table = _score(pred, observed, n_top_genes)
+        table.insert(0, "n_cells", counts)
+        table.loc["mean"] = table.mean()
+        table.index = pd.MultiIndex.from_product(
+            [[name], table.index], names=["method", "perturbation"]
+        )
+        tables.append(table)
+    out = pd.concat(tables)
+    return (out, {"observed": observed, **predicted}) if return_effects else out
 
 
 def compare_perturbation_models(
@@ -302,6 +493,8 @@ def compare_perturbation_models(
     better), ``pearson_top``, ``pearson_all``, ``r2_top``, ``r2_all`` (means over
     perturbations), ``seconds_per_epoch`` and ``epochs``.
     """
+    from ..models import SAMSVAE
+
     model_kwargs = dict(model_kwargs or {})
     train_kwargs = {"random_state": random_state, **dict(train_kwargs or {})}
     has_controls = (_labels(adata_test, perturbation_key) == control).any()
@@ -349,13 +542,21 @@ def compare_perturbation_models(
 
 
 def mask_recovery_auroc(
-    mask_probabilities: pd.DataFrame | np.ndarray, true_masks: np.ndarray
+    mask_probabilities: pd.DataFrame | np.ndarray,
+    true_masks: np.ndarray,
+    *,
+    model_coords: np.ndarray,
+    true_coords: np.ndarray,
 ) -> float:
     """AUROC of inferred mask probabilities against true 0/1 masks.
 
     Latent dimensions are only defined up to order, so model dimensions are first
-    matched to true ones (Hungarian assignment on the absolute correlation of
-    the mask columns); unmatched model dimensions are dropped.
+    matched to true ones, and the matching must not come from the probabilities being
+    scored: it is the Hungarian assignment on the absolute correlation between the
+    columns of ``model_coords`` and ``true_coords``, the same rows in two coordinate
+    systems, e.g. the model's expected shifts and the true embeddings (perturbations x
+    dims) or the model's latent and the true latent of held-out cells (cells x dims).
+    Unmatched model dimensions are dropped.
 
     Parameters
     ----------
@@ -363,6 +564,10 @@ def mask_recovery_auroc(
         Perturbations x model latent dims (:meth:`scsae.models.SAMSVAE.get_mask_probabilities`).
     true_masks
         Perturbations x true latent dims, same perturbation order.
+    model_coords
+        Rows x model latent dims that fix the matching.
+    true_coords
+        The same rows x true latent dims.
     """
     from scipy.optimize import linear_sum_assignment
     from sklearn.metrics import roc_auc_score
@@ -372,18 +577,26 @@ def mask_recovery_auroc(
     if probs.shape[0] != truth.shape[0]:
         msg = f"{probs.shape[0]} perturbations in mask_probabilities but {truth.shape[0]} in true_masks."
         raise ValueError(msg)
-    pc = probs - probs.mean(0)
-    tc = truth - truth.mean(0)
-    denom = np.outer(np.linalg.norm(pc, axis=0), np.linalg.norm(tc, axis=0))
-    corr = np.abs(np.divide(pc.T @ tc, denom, out=np.zeros_like(denom), where=denom > 0))
+    a, b = np.asarray(model_coords, dtype=float), np.asarray(true_coords, dtype=float)
+    if a.shape != (a.shape[0], probs.shape[1]) or b.shape != (a.shape[0], truth.shape[1]):
+        msg = (
+            f"model_coords {a.shape} and true_coords {b.shape} must share their rows and have "
+            f"the {probs.shape[1]} model and {truth.shape[1]} true latent dims as columns."
+        )
+        raise ValueError(msg)
+    a, b = a - a.mean(0), b - b.mean(0)
+    denom = np.outer(np.linalg.norm(a, axis=0), np.linalg.norm(b, axis=0))
+    corr = np.abs(np.divide(a.T @ b, denom, out=np.zeros_like(denom), where=denom > 0))
     rows, cols = linear_sum_assignment(-corr)
     return float(roc_auc_score(truth[:, cols].ravel(), probs[:, rows].ravel()))
 
 
 __all__ = [
     "average_treatment_effect",
+    "baseline_effects",
     "compare_perturbation_models",
     "evaluate_ate",
+    "evaluate_perturbation_model",
     "mask_recovery_auroc",
     "perturbation_split",
 ]
