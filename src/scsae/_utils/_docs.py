@@ -54,10 +54,15 @@ lr
     ``6e-4 / sqrt(n_features / 2**14)``, capped at ``1e-2`` (wider dictionaries need
     smaller steps).
 train_size
-    Fraction of cells used for training; the rest is the validation split used for
-    ``validation_fvu`` and early stopping. ``1.0`` disables validation.
+    Fraction of cells used for training; the rest (seeded by ``random_state``) is
+    held out: the headline metrics are measured on it and, by default, model
+    selection runs on it. ``1.0`` holds out nothing (a warning says the metrics are
+    then in-sample).
 early_stopping
-    Stop when the validation FVU stops improving.
+    Model selection on the held-out cells: stop once their FVU has not improved for
+    ``early_stopping_patience`` epochs and restore the weights of the best epoch, so
+    training never ends worse than its best epoch. `None` (default): whenever cells
+    are held out. `False` trains all ``max_epochs`` and keeps the last weights.
 random_state
     Seed of the weight initialisation, the split and the shuffling."""
 

@@ -165,7 +165,7 @@ def get_embedding(
     adata
         AnnData or MuData.
     use_rep
-        Key in ``obsm``, or ``"X"`` (or `None`) for ``X``.
+        Key in ``obsm``, or ``"X"`` for ``X``; `None` only with ``layer``.
     layer
         Key in ``layers``; excludes ``use_rep``.
 
@@ -176,6 +176,12 @@ def get_embedding(
     """
     if layer is not None and use_rep not in (None, "X"):
         msg = f"Pass either use_rep={use_rep!r} or layer={layer!r}, not both."
+        raise ValueError(msg)
+    if use_rep is None and layer is None:
+        msg = (
+            "use_rep=None does not say which matrix to model; pass use_rep='X' for adata.X, "
+            f"an obsm key (available: {list(getattr(adata, 'obsm', {}).keys())}) or layer=."
+        )
         raise ValueError(msg)
     name = describe_rep(use_rep, layer)
     if layer is not None:
