@@ -307,3 +307,52 @@ def test_auxk_weight_counts_the_dead_before_capping_aux_k():
     target = residual - residual.mean(0)
     manual = ((acts @ module.W_dec[:2] - residual).pow(2).sum() / target.pow(2).sum()) * 2 / 8
     torch.testing.assert_close(losses["dense"], manual.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_matryoshka_puts_parents_in_the_first_prefix():
+    """Hierarchy: 16 parent directions, each with 2 children; the first 16 features must
+    reconstruct alone, so the parents are recovered there (all of the recovered ones;
+    BatchTopK scatters them: 40% in its first 16)."""
+    adata = scsae.datasets.simulate_superposition(
+        5000, 16, 48, n_active=2, n_children=2, child_probability=0.5, random_state=0
+    )
+    scsae.tl.sae(
+        adata,
+        use_rep="X_emb",
+        architecture="matryoshka",
+        n_features=48,
+        k=3,
+        max_epochs=40,
+        batch_size=256,
+        lr=1e-2,
+        model_kwargs={"prefix_sizes": [16]},
+    )
+    truth = adata.uns["simulation"]["true_dictionary"]
+    parents = adata.uns["simulation"]["parent"] < 0
+    cos = truth[parents] @ adata.uns["X_sae"]["decoder"].T
+    found = cos.max(1) >= 0.9
+    assert found.mean() >= 0.5
+    assert (cos.argmax(1)[found] < 16).mean() >= 0.8
+
+
+def test_matryoshka_prefixes_and_kernel():
+    from scsae.models._architectures import prefix_sizes
+    from scsae.models._sae_module import SAEConfig, SAEModule
+
+    assert prefix_sizes(None, 64) == (8, 16, 32, 64)
+    assert prefix_sizes([4, 2], 10) == (2, 4, 10)
+    with pytest.raises(ValueError, match="between 1 and n_features"):
+        prefix_sizes([0], 10)
+    module = SAEModule(SAEConfig(8, 2048, "matryoshka", k=2))
+    assert module.kernel == "dense"  # the prefix losses read every activation
+    with pytest.raises(ValueError, match="prefix losses"):
+        SAEModule(SAEConfig(8, 64, "matryoshka", k=2, kernel="sparse"))
+    # the loss adds one FVU per proper prefix: a model whose later features are off
+    # has every prefix FVU equal to the full one
+    torch.manual_seed(0)
+    module = SAEModule(SAEConfig(8, 16, "matryoshka", k=2, prefix_sizes=(4, 8))).train()
+    with torch.no_grad():
+        module.W_enc[4:] = 0
+        module.b_enc[4:] = -1
+    out = module(torch.randn(32, 8))
+    torch.testing.assert_close(out.sparsity_loss, 2 * out.fvu)

@@ -64,6 +64,9 @@ class SAEConfig:
         encoder and decoder rows by the same fraction of their norm. ``"auto"``
         (default): ``"least_squares"`` for TopK and BatchTopK, ``"transpose"``
         otherwise (their encoder scale decides which features fire).
+    prefix_sizes
+        Matryoshka only: sizes of the nested feature prefixes that must each
+        reconstruct the input; `None` for the first 1/8, 1/4, 1/2 and all features.
     """
 
     n_input: int
@@ -76,6 +79,7 @@ class SAEConfig:
     dead_after_cells: int = 100_000
     kernel: str = "auto"
     encoder_init: str = "auto"
+    prefix_sizes: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form for saving."""
@@ -134,7 +138,10 @@ class SAEModule(nn.Module):
                 msg = f"{field}={value!r} needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
                 raise ValueError(msg)
         # kernel used in training: a size rule, so that reruns are bit-identical
-        if not self.activation.supports_sparse:
+        if config.kernel == "sparse" and self.activation.prefix_sizes:
+            msg = f"kernel='sparse' cannot train {config.architecture!r}: its prefix losses read every activation."
+            raise ValueError(msg)
+        if not self.activation.supports_sparse or self.activation.prefix_sizes:
             self.kernel = "dense"
         elif config.kernel == "auto":
             self.kernel = "sparse" if n >= SPARSE_KERNEL_MIN_FEATURES else "dense"
@@ -191,10 +198,23 @@ class SAEModule(nn.Module):
         residual = x - recon
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
         fvu = residual.pow(2).sum() / total_variance
+        if self.activation.prefix_sizes:
+            sparsity_loss = sparsity_loss + self._prefix_fvu(acts, x, total_variance)
         aux_loss = (
             self._auxk_loss(pre, x - self.b_dec, residual) if self.training else pre.new_zeros(())
         )
         return SAEOutput(acts, recon, fvu, aux_loss, sparsity_loss)
+
+    def _prefix_fvu(self, acts: Tensor, x: Tensor, total_variance: Tensor) -> Tensor:
+        """Sum of the FVUs of reconstructions from each proper prefix of the features."""
+        recon = self.b_dec.expand_as(x)
+        total = x.new_zeros(())
+        start = 0
+        for size in self.activation.prefix_sizes[:-1]:
+            recon = recon + acts[:, start:size] @ self.W_dec[start:size]
+            total = total + (x - recon).pow(2).sum() / total_variance
+            start = size
+        return total
 
     # --- sparse kernel ----------------------------------------------------------
     def _selected(self, centred: Tensor, indices: Tensor, rows: Tensor | None) -> Tensor:

@@ -13,6 +13,7 @@ from ._perturbation import (
 )
 from ._recovery import feature_recovery
 from ._sae import sae
+from ._stability import feature_stability
 
 __all__ = [
     "average_treatment_effect",
@@ -21,6 +22,7 @@ __all__ = [
     "feature_enrichment",
     "feature_genes",
     "feature_recovery",
+    "feature_stability",
     "feature_table",
     "link_pathways",
     "mask_recovery_auroc",

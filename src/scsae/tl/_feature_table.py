@@ -80,6 +80,9 @@ def feature_table(
         Fraction and number of cells where the feature is active.
     ``mean_activation``, ``max_activation``
         Mean over the cells where it is active, and maximum.
+    ``stability``, ``stable``
+        After :func:`~scsae.tl.feature_stability`: lowest cosine with its match in
+        the other seeds, and whether that reaches the threshold (unstable: `False`).
     ``top_genes_up``, ``top_genes_down``
         Highest and lowest scoring genes (positive / negative scores only).
     ``top_pathway``, ``pathway_score``, ``pathway_padj``
@@ -111,6 +114,10 @@ def feature_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         table["mean_activation"] = np.where(n_cells > 0, active_sum / n_cells, 0.0)
     table["max_activation"] = np.asarray(acts.max(axis=0).todense()).ravel()
+    stability = adata.uns[key].get("stability")  # written by scsae.tl.feature_stability
+    if stability is not None:
+        table["stability"] = np.asarray(stability["stability"])
+        table["stable"] = np.asarray(stability["stable"], dtype=bool)
 
     genes_ad, _ = get_modality(adata, mod)
     genes_key = genes_key or f"{key}_genes"

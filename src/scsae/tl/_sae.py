@@ -59,6 +59,7 @@ def sae(
     lr: float | None = None,
     train_size: float = 0.9,
     early_stopping: bool | None = None,
+    early_stopping_patience: int | None = None,
     random_state: int = 0,
     inference: str = "amortized",
     inference_kwargs: dict[str, Any] | None = None,
@@ -86,6 +87,9 @@ def sae(
     {use_rep}
     {arch}
     {train}
+    early_stopping_patience
+        Epochs without improvement of the held-out FVU before stopping; `None`: a
+        tenth of ``max_epochs``, at least 10.
     inference
         How codes are inferred from the trained dictionary: ``"amortized"`` (the SAE
         encoder) or another name in :data:`scsae.models.INFERENCE`.
@@ -173,6 +177,7 @@ def sae(
         lr=lr,
         train_size=train_size,
         early_stopping=early_stopping,
+        early_stopping_patience=early_stopping_patience,
         code_inference=code_inference,
         accelerator=accelerator,
         devices=devices,
@@ -200,6 +205,7 @@ def sae(
         **model.train_params_,
         **strategy.params(),
         "heldout_key": heldout_key,
+        **({"layer": layer} if layer is not None else {}),
     }
 
     # all computation succeeded: only now touch the user's object
