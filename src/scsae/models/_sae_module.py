@@ -51,7 +51,7 @@ class SAEConfig:
         it by the decoder; ``"sparse"`` decodes from ``(indices, values)`` with
         gathers (``embedding_bag``), so decoder and encoder gradients touch only
         the selected features; ``"auto"`` (default) takes ``"sparse"`` from
-        :data:`SPARSE_KERNEL_MIN_FEATURES` features on, where it became the faster
+        1,024 features on, where it became the faster
         on CPU, and ``"dense"`` below. A size rule, not a timing, so the same seed
         gives bit-identical results. Other architectures are always dense. Both
         kernels compute the same step up to float rounding.

@@ -46,7 +46,8 @@ def feature_stability(
     Trains ``n_seeds`` more SAEs with the settings recorded in
     ``adata.uns[key]['params']`` (same input, size, ``k`` and training, seeds
     ``random_state + 1``...), matches their decoders one to one with this one's
-    (:func:`matched_cosines`) and keeps, per feature, its cosine with its match in
+    (Hungarian matching of decoder cosines,
+    :func:`scipy.optimize.linear_sum_assignment`) and keeps, per feature, its cosine with its match in
     every other seed. A feature is stable when it is found again in all of them
     at cosine ``>= threshold``; unstable features are flagged, not removed.
 
