@@ -45,8 +45,9 @@ def test_default_on_pbmc_reaches_quality(pbmc):
     """Held-out FVU of the defaults, beside the rank-k PCA of the training cells."""
     metrics = pbmc.uns["X_sae"]["metrics"]
     assert metrics["has_heldout"] and metrics["n_heldout_cells"] == 70
-    assert metrics["fvu"] <= 0.25
-    assert metrics["fvu"] <= 0.6 * metrics["baseline_fvu_rank_k"]
+    # seeds 0-4: 0.13-0.16 and 0.34-0.38 x the baseline (benchmarks/sae_pbmc_defaults.py)
+    assert metrics["fvu"] <= 0.2
+    assert metrics["fvu"] <= 0.5 * metrics["baseline_fvu_rank_k"]
     assert metrics["train_fvu"] < metrics["fvu"]
     assert metrics["heldout_mean_l0"] <= 16
     assert metrics["train_dead_fraction"] <= 0.05
