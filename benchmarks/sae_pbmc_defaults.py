@@ -49,7 +49,7 @@ def main() -> None:
         best = best_features(adata.obsm["X_sae"], adata.obs["bulk_labels"].to_numpy())
         where = ""
         if args.architecture == "matryoshka":
-            first = p["n_features"] // 8
+            first = max(1, round(p["n_features"] / 8))  # the default first prefix
             indices = ", ".join(str(i) for _, i in best.values())
             where = f" | feature index (first prefix < {first}): {indices}"
         print(
