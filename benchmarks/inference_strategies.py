@@ -86,7 +86,7 @@ def main() -> pd.DataFrame:
                 {
                     "dictionary": dictionary,
                     "strategy": label(name, options),
-                    "mean_l0": metrics["mean_l0"],
+                    "mean_l0": metrics["heldout_mean_l0"],
                     "fvu": metrics["fvu"],
                     "dictionary_mcc": rec["dictionary_mcc"],
                     "code_mcc": rec["code_mcc"],

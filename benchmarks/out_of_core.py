@@ -153,7 +153,7 @@ def main() -> None:
     )
     print(f"metrics pass: {encode_s:8.1f} s  {emb.shape[0] / encode_s:12,.0f} cells/s")
     print(
-        f"FVU after one epoch: {metrics['fvu']:.3f}, dead fraction {metrics['dead_fraction']:.3f}"
+        f"FVU after one epoch (training cells): {metrics['train_fvu']:.3f}, dead fraction {metrics['train_dead_fraction']:.3f}"
     )
     print(
         f"peak RSS: {train_peak:,.0f} MiB after training, {peak_rss_mib():,.0f} MiB after the "

@@ -61,7 +61,7 @@ def main() -> None:
         f"encoding:  {encode_seconds:7.1f} s  {args.n_obs / encode_seconds:12,.0f} cells/s (activations {acts.nnz:,} nnz)"
     )
     print(
-        f"FVU after one epoch: {metrics['fvu']:.3f}, dead fraction {metrics['dead_fraction']:.3f}"
+        f"FVU after one epoch (training cells): {metrics['train_fvu']:.3f}, dead fraction {metrics['train_dead_fraction']:.3f}"
     )
     print(
         f"peak RSS: {train_peak:,.0f} MiB (interpreter + libraries {base:,.0f} MiB; after simulating "

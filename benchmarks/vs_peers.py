@@ -132,7 +132,7 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             seconds = time.perf_counter() - start
             cells = (raw.shape[0] // args.batch_size) * args.batch_size * args.epochs
             m = model.get_metrics()
-            fvu, dead, decoder = m["fvu"], m["dead_fraction"], model.decoder
+            fvu, dead, decoder = m["train_fvu"], m["train_dead_fraction"], model.decoder
             p = model.train_params_
             note = f"kernel={p['kernel']}, encoder_init={p['encoder_init']}, decoder lr {p['decoder_lr']:.2g}"
         elif tool == "sparsify":

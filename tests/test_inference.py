@@ -154,7 +154,7 @@ def test_model_inference_outputs(trained, name):
     metrics = model.get_metrics(inference=strategy)
     assert np.isfinite(metrics["fvu"])
     if name == "omp":
-        assert metrics["mean_l0"] == pytest.approx(3)
+        assert metrics["heldout_mean_l0"] == pytest.approx(3)
         assert metrics["fvu"] < model.get_metrics()["fvu"]
 
 
@@ -174,7 +174,7 @@ def test_tl_sae_with_inference():
     )
     params = adata.uns["X_sae"]["params"]
     assert (params["inference"] == "omp" and params["k"] == 2) or params["inference"] == "omp"
-    assert adata.uns["X_sae"]["metrics"]["mean_l0"] == pytest.approx(2)
+    assert adata.uns["X_sae"]["metrics"]["heldout_mean_l0"] == pytest.approx(2)
 
 
 def test_dictionary_learning_by_sparse_coding(trained):

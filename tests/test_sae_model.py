@@ -12,10 +12,10 @@ from scsae.models import ARCHITECTURES, SparseAutoencoder
 FAST = {"max_epochs": 15, "batch_size": 256, "lr": 3e-3, "enable_progress_bar": False}
 
 
-def _trained(adata, max_epochs=FAST["max_epochs"], **kwargs):
+def _trained(adata, max_epochs=FAST["max_epochs"], early_stopping=None, **kwargs):
     SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
     model = SparseAutoencoder(adata, n_features=128, k=kwargs.pop("k", 3), **kwargs)
-    model.train(**{**FAST, "max_epochs": max_epochs})
+    model.train(**{**FAST, "max_epochs": max_epochs, "early_stopping": early_stopping})
     return model
 
 
@@ -27,24 +27,23 @@ def test_architectures_reconstruct_sparsely(adata, architecture):
     assert acts.shape == (adata.n_obs, 128) and acts.min() >= 0
     metrics = model.get_metrics()
     assert metrics["fvu"] < 0.35, metrics
-    assert metrics["mean_l0"] < 0.35 * 128, metrics
+    assert metrics["heldout_mean_l0"] < 0.35 * 128, metrics
     # every architecture ends with unit-norm decoder rows
     np.testing.assert_allclose(np.linalg.norm(model.decoder, axis=1), 1.0, atol=1e-5)
     # activations in embedding units: bias + acts @ decoder is the reconstruction
     recon = model.get_reconstruction()
     np.testing.assert_allclose(model.bias + acts @ model.decoder, recon, atol=1e-4)
     assert set(model.history) >= {"train_fvu", "validation_fvu", "train_l0", "dead_fraction", "lr"}
-    assert len(model.history["train_fvu"]) == 40
+    assert len(model.history["train_fvu"]) == model.train_params_["epochs_trained"] <= 40
 
 
 @pytest.mark.parametrize("architecture", ["relu", "jumprelu"])
 def test_penalty_trades_sparsity_for_reconstruction(adata, architecture):
     default = ARCHITECTURES[architecture].default_sparsity_coefficient
-    weak = _trained(adata, architecture=architecture, max_epochs=60).get_metrics()
-    strong = _trained(
-        adata, architecture=architecture, max_epochs=60, sparsity_coefficient=4 * default
-    ).get_metrics()
-    assert strong["mean_l0"] < 0.8 * weak["mean_l0"]
+    options = {"architecture": architecture, "max_epochs": 60, "early_stopping": False}
+    weak = _trained(adata, **options).get_metrics()
+    strong = _trained(adata, **options, sparsity_coefficient=4 * default).get_metrics()
+    assert strong["heldout_mean_l0"] < 0.8 * weak["heldout_mean_l0"]
     assert strong["fvu"] > weak["fvu"]
 
 
@@ -102,14 +101,14 @@ def test_least_squares_encoder_init_needs_a_selection_architecture():
 
 
 def test_topk_has_exactly_k_and_training_improves(adata):
-    model = _trained(adata, k=3)
+    model = _trained(adata, k=3, early_stopping=False)
     acts = model.get_feature_activations()
     assert (np.diff(acts.indptr) <= 3).all()
     fvu = model.history["train_fvu"]["train_fvu"].to_numpy()
     # the least-squares init starts low (first epoch 0.42, 0.63 with the plain transpose);
     # training still cuts FVU well below where the plain transpose ends (0.29)
     assert fvu[-1] < 0.6 * fvu[0]
-    assert model.get_metrics()["fvu"] < 0.26
+    assert model.get_metrics()["train_fvu"] < 0.26
     lr = model.history["lr"]["lr"].to_numpy()
     assert lr[-1] < lr.max()  # decays at the end
 
@@ -209,8 +208,10 @@ def test_early_stopping_on_validation_split(adata):
     )
     assert model.train_params_["epochs_trained"] < 300
     assert len(model.history["validation_fvu"]) == model.train_params_["epochs_trained"]
-    with pytest.raises(ValueError, match="train_size < 1"):
-        model.train(max_epochs=2, train_size=1.0, early_stopping=True, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="train_size < 1"), pytest.warns(UserWarning):
+        SparseAutoencoder(adata, n_features=64, k=3).train(
+            max_epochs=2, train_size=1.0, early_stopping=True, enable_progress_bar=False
+        )
 
 
 @pytest.mark.parametrize("kernel", ["dense", "sparse"])
@@ -224,3 +225,134 @@ def test_bf16_autocast_keeps_fp32_weights_and_quality(adata, kernel):
     assert mixed.train_params_["precision"] == "bf16-mixed"
     assert full.train_params_["precision"] == "32-true"
     assert mixed.get_metrics()["fvu"] < full.get_metrics()["fvu"] + 0.05
+
+
+def test_model_selection_ends_at_the_best_heldout_epoch(adata):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=128, k=3)
+    model.train(max_epochs=60, batch_size=256, lr=3e-3, early_stopping_patience=5)
+    curve = model.history["validation_fvu"]["validation_fvu"].to_numpy()
+    best = model.train_params_["best_epoch"]
+    assert curve[best] == curve.min()
+    # the weights are the best epoch's: the held-out FVU is that epoch's, not the last one's
+    assert model.get_metrics()["fvu"] == pytest.approx(curve.min(), rel=1e-4)
+    mask = model.heldout_mask_
+    assert mask.sum() == 200 == model.get_metrics()["n_heldout_cells"]
+
+
+def test_linear_baseline_is_rank_k_pca_of_the_training_cells(adata):
+    model = _trained(adata, k=3, max_epochs=2)
+    x = adata.obsm["X_emb"].astype(np.float64)
+    train, heldout = x[~model.heldout_mask_], x[model.heldout_mask_]
+    mean = train.mean(0)
+    axes = np.linalg.svd(train - mean, full_matrices=False)[2][:3]
+    recon = mean + (heldout - mean) @ axes.T @ axes
+    fvu = ((heldout - recon) ** 2).sum() / ((heldout - heldout.mean(0)) ** 2).sum()
+    assert model.get_metrics()["baseline_fvu_rank_k"] == pytest.approx(fvu, rel=1e-4)
+    # on new data every cell is held out, and the baseline is the same training PCA
+    other = AnnData(obsm={"X_emb": adata.obsm["X_emb"][:500].copy()})
+    metrics = model.get_metrics(other)
+    assert metrics["n_heldout_cells"] == 500 and "train_fvu" not in metrics
+
+
+def test_train_size_one_warns_and_says_nothing_is_held_out(adata):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=64, k=3)
+    with pytest.warns(UserWarning, match="no cells are held out") as record:
+        model.train(max_epochs=2, batch_size=256, train_size=1.0, enable_progress_bar=False)
+    assert len(record) == 1
+    metrics = model.get_metrics()
+    assert not metrics["has_heldout"] and np.isnan(metrics["fvu"])
+    assert metrics["n_train_cells"] == 2000 and np.isfinite(metrics["train_fvu"])
+
+
+def test_second_train_call_continues_from_the_current_state(adata):
+    model = _trained(adata, k=3, max_epochs=10)
+    state = {k: v.clone() for k, v in model.module.state_dict().items()}
+    fvu = model.get_metrics()["fvu"]
+    epochs = model.train_params_["epochs_trained"]
+    # a vanishing learning rate must leave the model as it was: no re-normalisation,
+    # no new decoder bias, no re-scaled encoder, the same held-out cells
+    mask = model.heldout_mask_.copy()
+    model.train(max_epochs=3, lr=1e-12, batch_size=256, enable_progress_bar=False)
+    for name in ("input_mean", "input_scale", "b_dec", "W_enc", "W_dec"):
+        torch.testing.assert_close(model.module.state_dict()[name], state[name])
+    assert model.get_metrics()["fvu"] == pytest.approx(fvu, rel=1e-5)
+    np.testing.assert_array_equal(model.heldout_mask_, mask)
+    assert model.train_params_["epochs_trained"] == epochs + 3
+    assert model.train_params_["n_train_calls"] == 2
+    with pytest.raises(ValueError, match="held-out cells cannot change"):
+        model.train(max_epochs=1, train_size=0.5, enable_progress_bar=False)
+
+
+def test_auxk_weight_counts_the_dead_before_capping_aux_k():
+    from scsae.models._sae_module import SAEConfig, SAEModule
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 16)
+    losses = {}
+    for kernel in ("dense", "sparse"):
+        module = SAEModule(
+            SAEConfig(16, 64, k=4, aux_k=8, kernel=kernel, dead_after_cells=1),
+            generator=torch.Generator().manual_seed(0),
+        ).train()
+        module.cells_since_fired[:2] = 5  # 2 dead features, aux_k 8: weight 2/8
+        losses[kernel] = module(x).aux_loss
+    torch.testing.assert_close(losses["dense"], losses["sparse"])
+    # by hand: the 2 dead features reconstruct the residual, scaled by 2/8
+    pre = module.pre_activations(x)
+    acts = torch.relu(pre[:, :2])
+    out = module.eval()(x)
+    residual = x - out.reconstruction
+    target = residual - residual.mean(0)
+    manual = ((acts @ module.W_dec[:2] - residual).pow(2).sum() / target.pow(2).sum()) * 2 / 8
+    torch.testing.assert_close(losses["dense"], manual.detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_matryoshka_puts_parents_in_the_first_prefix():
+    """Hierarchy: 16 parent directions, each with 2 children; the first 16 features must
+    reconstruct alone, so the parents are recovered there (all of the recovered ones;
+    BatchTopK scatters them: 40% in its first 16)."""
+    adata = scsae.datasets.simulate_superposition(
+        5000, 16, 48, n_active=2, n_children=2, child_probability=0.5, random_state=0
+    )
+    scsae.tl.sae(
+        adata,
+        use_rep="X_emb",
+        architecture="matryoshka",
+        n_features=48,
+        k=3,
+        max_epochs=40,
+        batch_size=256,
+        lr=1e-2,
+        model_kwargs={"prefix_sizes": [16]},
+    )
+    truth = adata.uns["simulation"]["true_dictionary"]
+    parents = adata.uns["simulation"]["parent"] < 0
+    cos = truth[parents] @ adata.uns["X_sae"]["decoder"].T
+    found = cos.max(1) >= 0.9
+    assert found.mean() >= 0.5
+    assert (cos.argmax(1)[found] < 16).mean() >= 0.8
+
+
+def test_matryoshka_prefixes_and_kernel():
+    from scsae.models._architectures import prefix_sizes
+    from scsae.models._sae_module import SAEConfig, SAEModule
+
+    assert prefix_sizes(None, 64) == (8, 16, 32, 64)
+    assert prefix_sizes([4, 2], 10) == (2, 4, 10)
+    with pytest.raises(ValueError, match="between 1 and n_features"):
+        prefix_sizes([0], 10)
+    module = SAEModule(SAEConfig(8, 2048, "matryoshka", k=2))
+    assert module.kernel == "dense"  # the prefix losses read every activation
+    with pytest.raises(ValueError, match="prefix losses"):
+        SAEModule(SAEConfig(8, 64, "matryoshka", k=2, kernel="sparse"))
+    # the loss adds one FVU per proper prefix: a model whose later features are off
+    # has every prefix FVU equal to the full one
+    torch.manual_seed(0)
+    module = SAEModule(SAEConfig(8, 16, "matryoshka", k=2, prefix_sizes=(4, 8))).train()
+    with torch.no_grad():
+        module.W_enc[4:] = 0
+        module.b_enc[4:] = -1
+    out = module(torch.randn(32, 8))
+    torch.testing.assert_close(out.sparsity_loss, 2 * out.fvu)

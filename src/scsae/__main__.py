@@ -26,6 +26,9 @@ def demo(*, architecture: str = "topk", progress_bar: bool | None = None) -> dic
         f"SAE {params['architecture']}: {params['n_features']} features, k={params['k']}, "
         f"{params['epochs_trained']} epochs in {seconds:.1f} s"
     )
+    from .tl._sae import describe_metrics
+
+    print(describe_metrics(metrics))
     for name, value in metrics.items():
         print(f"  {name:<20} {value:.4f}")
     print(f"gene loadings: adata.varm['X_sae_loadings'] {adata.varm['X_sae_loadings'].shape}")

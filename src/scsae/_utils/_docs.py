@@ -22,20 +22,22 @@ layer
 DOC_ARCHITECTURE = """\
 n_features
     Dictionary size (number of SAE features). Defaults to ``expansion_factor`` times
-    the number of input dimensions, capped at half the number of cells so that each
-    feature is active in ``2 k`` cells on average (fewer cells cannot support more
-    features; they would memorise cells or die).
+    the number of input dimensions, capped at a tenth of the number of cells: with
+    fewer than about 10 cells per feature the dictionary memorises training cells
+    and its held-out FVU rises (the study in the SAE docs).
 expansion_factor
     Features per input dimension when ``n_features`` is not given.
 k
-    Active features per cell for ``"topk"`` (exactly ``k``) and ``"batchtopk"``
-    (``k`` on average). Defaults to ``min(16, n_dims // 2)``: a cell is described by a
-    handful of programmes, and with ``k`` near the input dimension the SAE could
-    reconstruct without being sparse.
+    Active features per cell for ``"topk"`` (exactly ``k``), ``"batchtopk"`` and
+    ``"matryoshka"`` (``k`` on average). Defaults to ``min(16, n_dims // 2)``: a cell is
+    described by a handful of programmes, and with ``k`` near the input dimension the
+    SAE could reconstruct without being sparse (``k >= n_dims`` is refused).
 architecture
-    Name of the SAE architecture: ``"topk"``, ``"batchtopk"``, ``"relu"``
-    (ReLU + decoder-norm-weighted L1) or ``"jumprelu"`` (L0 through a
-    straight-through estimator). See :data:`scsae.models.ARCHITECTURES`.
+    Name of the SAE architecture: ``"topk"``, ``"batchtopk"``, ``"matryoshka"``
+    (BatchTopK whose nested prefixes of features must reconstruct alone: coarse
+    features first), ``"relu"`` (ReLU + decoder-norm-weighted L1) or
+    ``"jumprelu"`` (L0 through a straight-through estimator). See
+    :data:`scsae.models.ARCHITECTURES`.
 sparsity_coefficient
     Weight of the L1 (``"relu"``) or L0 (``"jumprelu"``) penalty; ignored by the
     TopK variants. `None` uses the architecture's default."""
@@ -54,10 +56,15 @@ lr
     ``6e-4 / sqrt(n_features / 2**14)``, capped at ``1e-2`` (wider dictionaries need
     smaller steps).
 train_size
-    Fraction of cells used for training; the rest is the validation split used for
-    ``validation_fvu`` and early stopping. ``1.0`` disables validation.
+    Fraction of cells used for training; the rest (seeded by ``random_state``) is
+    held out: the headline metrics are measured on it and, by default, model
+    selection runs on it. ``1.0`` holds out nothing (a warning says the metrics are
+    then in-sample).
 early_stopping
-    Stop when the validation FVU stops improving.
+    Model selection on the held-out cells: stop once their FVU has not improved for
+    ``early_stopping_patience`` epochs and restore the weights of the best epoch, so
+    training never ends worse than its best epoch. `None` (default): whenever cells
+    are held out. `False` trains all ``max_epochs`` and keeps the last weights.
 random_state
     Seed of the weight initialisation, the split and the shuffling."""
 

@@ -14,8 +14,10 @@ sequential pass instead of random reads.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,7 +167,7 @@ def get_embedding(
     adata
         AnnData or MuData.
     use_rep
-        Key in ``obsm``, or ``"X"`` (or `None`) for ``X``.
+        Key in ``obsm``, or ``"X"`` for ``X``; `None` only with ``layer``.
     layer
         Key in ``layers``; excludes ``use_rep``.
 
@@ -176,6 +178,12 @@ def get_embedding(
     """
     if layer is not None and use_rep not in (None, "X"):
         msg = f"Pass either use_rep={use_rep!r} or layer={layer!r}, not both."
+        raise ValueError(msg)
+    if use_rep is None and layer is None:
+        msg = (
+            "use_rep=None does not say which matrix to model; pass use_rep='X' for adata.X, "
+            f"an obsm key (available: {list(getattr(adata, 'obsm', {}).keys())}) or layer=."
+        )
         raise ValueError(msg)
     name = describe_rep(use_rep, layer)
     if layer is not None:
@@ -219,3 +227,76 @@ def get_embedding(
         msg = f"{name} has non-numeric dtype {first.dtype}."
         raise ValueError(msg)
     return Embedding(matrix=matrix, name=name)
+
+
+#: cells sampled by :func:`embedding_diagnostics` (seeded), so atlases are checked quickly
+DIAGNOSTIC_SAMPLE = 20_000
+#: a cell this many RMS distances from the mean is an outlier
+OUTLIER_DISTANCE = 10.0
+#: a mean this many RMS distances from the origin is far from centred
+OFFSET_RATIO = 10.0
+#: duplicated cells above this fraction are reported
+DUPLICATE_FRACTION = 0.01
+#: a dimension whose SD is below this fraction of the largest SD is near-constant
+CONSTANT_SD = 1e-6
+
+
+def embedding_diagnostics(emb: Embedding, *, random_state: int = 0) -> dict[str, Any]:
+    """Measure and warn about what makes an SAE fit badly, on a seeded sample of cells.
+
+    Warns (:class:`UserWarning`, each naming the fix) on heavy outlier cells, a
+    mean far from the origin relative to the spread, duplicated cells and
+    near-constant dimensions; reads at most :data:`DIAGNOSTIC_SAMPLE` cells.
+
+    Returns
+    -------
+    ``n_cells_checked``, ``max_distance`` (largest distance of a cell from the mean
+    in RMS distances), ``n_outliers`` (cells beyond :data:`OUTLIER_DISTANCE`),
+    ``mean_offset`` (norm of the mean in RMS distances), ``duplicate_fraction``
+    and ``constant_dims`` (indices).
+    """
+    rng = np.random.default_rng(random_state)
+    n = min(emb.n_obs, DIAGNOSTIC_SAMPLE)
+    rows = np.sort(rng.choice(emb.n_obs, n, replace=False))
+    x = emb.take(rows).astype(np.float64)
+    if not np.isfinite(x).all():
+        emb.check_finite()  # raises, naming the bad cells
+    mean = x.mean(0)
+    dist = np.linalg.norm(x - mean, axis=1)
+    rms = float(np.sqrt(np.mean(dist**2)))
+    scale = rms if rms > 0 else 1.0
+    sd = x.std(0)
+    report = {
+        "n_cells_checked": int(n),
+        "max_distance": float(dist.max() / scale),
+        "n_outliers": int((dist > OUTLIER_DISTANCE * scale).sum()),
+        "mean_offset": float(np.linalg.norm(mean) / scale),
+        "duplicate_fraction": float(1 - np.unique(x, axis=0).shape[0] / n),
+        "constant_dims": np.flatnonzero(sd <= CONSTANT_SD * max(sd.max(), 1e-300)).tolist(),
+    }
+    problems = []
+    if report["n_outliers"]:
+        problems.append(
+            f"{report['n_outliers']} of {n} sampled cells lie more than {OUTLIER_DISTANCE:g} RMS "
+            f"distances from the mean (farthest {report['max_distance']:.0f}); features may be "
+            "spent on them. Check them for doublets or debris, or remove them."
+        )
+    if report["mean_offset"] > OFFSET_RATIO:
+        problems.append(
+            f"the mean lies {report['mean_offset']:.0f} RMS distances from the origin: an "
+            "uncentred embedding (a known cause of mass death of SAE features). scsae centres "
+            "it, but check this is the embedding you meant (not, e.g., raw counts)."
+        )
+    if report["duplicate_fraction"] > DUPLICATE_FRACTION:
+        problems.append(
+            f"{report['duplicate_fraction']:.1%} of sampled cells are exact duplicates; held-out "
+            "figures then overlap training cells. Remove duplicates first."
+        )
+    if report["constant_dims"]:
+        problems.append(
+            f"dims {report['constant_dims'][:10]} are (near-)constant and carry no signal; "
+            "drop them from the embedding."
+        )
+    for problem in problems:
+        warnings.warn(f"{emb.name}: {problem}", UserWarning, stacklevel=3)
+    return report

@@ -53,6 +53,8 @@ class Architecture(nn.Module):
     default_sparsity_coefficient: ClassVar[float] = 0.0
     #: whether :meth:`select` is implemented (training can use the sparse kernel)
     supports_sparse: ClassVar[bool] = False
+    #: nested feature prefixes that must each reconstruct the input (Matryoshka); empty: none
+    prefix_sizes: tuple[int, ...] = ()
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
@@ -167,6 +169,43 @@ class BatchTopK(Architecture):
         kth = flat.topk(n_keep, sorted=False).values.min()
         self.threshold.fill_(float(kth.clamp_min(0)))
         self.n_updates.clamp_(min=1)
+
+
+MATRYOSHKA_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 1)
+
+
+def prefix_sizes(sizes: tuple[int, ...] | list[int] | None, n_features: int) -> tuple[int, ...]:
+    """Validated, increasing prefix sizes ending at ``n_features``.
+
+    `None`: the first eighth, quarter, half and all of the features.
+    """
+    if sizes is None:
+        sizes = [max(1, round(f * n_features)) for f in MATRYOSHKA_FRACTIONS]
+    sizes = sorted({int(s) for s in sizes} | {n_features})
+    if sizes[0] < 1 or sizes[-1] > n_features:
+        msg = f"prefix_sizes={sizes} must lie between 1 and n_features={n_features}."
+        raise ValueError(msg)
+    return tuple(sizes)
+
+
+@register
+class Matryoshka(BatchTopK):
+    """BatchTopK whose nested prefixes of features each reconstruct alone (Bussmann et al. 2025).
+
+    Activations are BatchTopK's; the loss adds, for every prefix in
+    ``prefix_sizes`` (default: the first 1/8, 1/4, 1/2 of the features), the
+    FVU of the reconstruction from that prefix's features only. The first
+    features must then explain the most variance on their own, so they come
+    out coarse (cell identity) and later ones refine them (states,
+    programmes); features keep this order in ``obsm`` and the decoder.
+    Trained with the dense kernel (the prefix losses read every activation).
+    """
+
+    name = "matryoshka"
+
+    def __init__(self, config: SAEConfig) -> None:
+        super().__init__(config)
+        self.prefix_sizes = prefix_sizes(config.prefix_sizes, config.n_features)
 
 
 @register

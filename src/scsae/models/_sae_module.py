@@ -16,6 +16,9 @@ from ._architectures import get_architecture
 
 ENCODER_INITS = ("auto", "transpose", "least_squares")
 KERNELS = ("auto", "dense", "sparse")
+#: dictionary size from which ``kernel="auto"`` trains with the sparse kernel (the
+#: CPU crossover of the two kernels' step times was near 1,000 features)
+SPARSE_KERNEL_MIN_FEATURES = 1024
 
 
 @dataclass
@@ -47,12 +50,11 @@ class SAEConfig:
         ``"dense"`` forms the cells x features activation matrix and multiplies
         it by the decoder; ``"sparse"`` decodes from ``(indices, values)`` with
         gathers (``embedding_bag``), so decoder and encoder gradients touch only
-        the selected features; ``"auto"`` (default) times both on the first
-        training batch and keeps the faster. Other architectures are always dense.
-        Both kernels compute the same step up to float rounding, so near the
-        crossover (about 1,000 features on CPU) ``"auto"`` may pick either and two
-        runs with the same seed can differ slightly: pass ``"dense"`` or
-        ``"sparse"`` for bit-identical reruns (the choice is in ``train_params_``).
+        the selected features; ``"auto"`` (default) takes ``"sparse"`` from
+        1,024 features on, where it became the faster
+        on CPU, and ``"dense"`` below. A size rule, not a timing, so the same seed
+        gives bit-identical results. Other architectures are always dense. Both
+        kernels compute the same step up to float rounding.
     encoder_init
         ``"transpose"``: the encoder starts as the transpose of the unit-norm
         decoder. ``"least_squares"`` (TopK, BatchTopK): that encoder is then
@@ -62,6 +64,9 @@ class SAEConfig:
         encoder and decoder rows by the same fraction of their norm. ``"auto"``
         (default): ``"least_squares"`` for TopK and BatchTopK, ``"transpose"``
         otherwise (their encoder scale decides which features fire).
+    prefix_sizes
+        Matryoshka only: sizes of the nested feature prefixes that must each
+        reconstruct the input; `None` for the first 1/8, 1/4, 1/2 and all features.
     """
 
     n_input: int
@@ -74,6 +79,7 @@ class SAEConfig:
     dead_after_cells: int = 100_000
     kernel: str = "auto"
     encoder_init: str = "auto"
+    prefix_sizes: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form for saving."""
@@ -131,8 +137,16 @@ class SAEModule(nn.Module):
             if value == selection_only and not self.activation.supports_sparse:
                 msg = f"{field}={value!r} needs a selection architecture (topk, batchtopk), not {config.architecture!r}."
                 raise ValueError(msg)
-        # kernel used in training: "auto" until the training plan has timed both
-        self.kernel = config.kernel if self.activation.supports_sparse else "dense"
+        # kernel used in training: a size rule, so that reruns are bit-identical
+        if config.kernel == "sparse" and self.activation.prefix_sizes:
+            msg = f"kernel='sparse' cannot train {config.architecture!r}: its prefix losses read every activation."
+            raise ValueError(msg)
+        if not self.activation.supports_sparse or self.activation.prefix_sizes:
+            self.kernel = "dense"
+        elif config.kernel == "auto":
+            self.kernel = "sparse" if n >= SPARSE_KERNEL_MIN_FEATURES else "dense"
+        else:
+            self.kernel = config.kernel
         if config.encoder_init == "auto":
             self.encoder_init = "least_squares" if self.activation.supports_sparse else "transpose"
         else:
@@ -184,8 +198,23 @@ class SAEModule(nn.Module):
         residual = x - recon
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
         fvu = residual.pow(2).sum() / total_variance
-        aux_loss = self._auxk_loss(pre, residual) if self.training else pre.new_zeros(())
+        if self.activation.prefix_sizes:
+            sparsity_loss = sparsity_loss + self._prefix_fvu(acts, x, total_variance)
+        aux_loss = (
+            self._auxk_loss(pre, x - self.b_dec, residual) if self.training else pre.new_zeros(())
+        )
         return SAEOutput(acts, recon, fvu, aux_loss, sparsity_loss)
+
+    def _prefix_fvu(self, acts: Tensor, x: Tensor, total_variance: Tensor) -> Tensor:
+        """Sum of the FVUs of reconstructions from each proper prefix of the features."""
+        recon = self.b_dec.expand_as(x)
+        total = x.new_zeros(())
+        start = 0
+        for size in self.activation.prefix_sizes[:-1]:
+            recon = recon + acts[:, start:size] @ self.W_dec[start:size]
+            total = total + (x - recon).pow(2).sum() / total_variance
+            start = size
+        return total
 
     # --- sparse kernel ----------------------------------------------------------
     def _selected(self, centred: Tensor, indices: Tensor, rows: Tensor | None) -> Tensor:
@@ -222,40 +251,29 @@ class SAEModule(nn.Module):
         residual = x - recon
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
         fvu = residual.pow(2).sum() / total_variance
-        aux_loss = self._auxk_loss_sparse(pre, centred, residual)
+        aux_loss = self._auxk_loss(pre, centred, residual)
         zero = x.new_zeros(())
         return SAEOutput(None, recon, fvu, aux_loss, zero, indices, values, offsets)
 
-    def _auxk_loss_sparse(self, pre: Tensor, centred: Tensor, residual: Tensor) -> Tensor:
-        """:meth:`_auxk_loss` with gathers: ``pre`` carries no gradient."""
-        dead = self.dead_mask()
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return pre.new_zeros(())
-        aux_k = min(self.config.aux_k or max(1, self.config.n_input // 2), n_dead)
-        with torch.no_grad():
-            indices = self._top_dead(pre, dead, aux_k)[1]
-        values = self._selected(centred, indices, None)
-        residual_hat = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
-        target = residual.detach()
-        denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
-        weight = min(n_dead / aux_k, 1.0)
-        return weight * (residual_hat - target).pow(2).sum() / denom
+    def _auxk_loss(self, pre: Tensor, centred: Tensor, residual: Tensor) -> Tensor:
+        """Let the top dead features model what the live ones missed (Gao et al. 2024).
 
-    def _auxk_loss(self, pre: Tensor, residual: Tensor) -> Tensor:
-        """Let the top dead features model what the live ones missed (Gao et al. 2024)."""
+        One path for both kernels: dead features are chosen without gradient and
+        their activations recomputed by gathers, so only their encoder rows train.
+        """
         dead = self.dead_mask()
         n_dead = int(dead.sum())
         if n_dead == 0:
             return pre.new_zeros(())
         aux_k = self.config.aux_k or max(1, self.config.n_input // 2)
-        aux_k = min(aux_k, n_dead)
-        values, indices = self._top_dead(pre, dead, aux_k)
-        residual_hat = (torch.relu(values).unsqueeze(-1) * self.W_dec[indices]).sum(-2)
+        # scale down while fewer features are dead than aux_k: the residual is shared by few
+        weight = min(n_dead / aux_k, 1.0)
+        with torch.no_grad():
+            indices = self._top_dead(pre.detach(), dead, min(aux_k, n_dead))[1]
+        values = self._selected(centred, indices, None)
+        residual_hat = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
         target = residual.detach()
         denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
-        # scale down while few features are dead, as the residual is shared by few
-        weight = min(n_dead / aux_k, 1.0)
         return weight * (residual_hat - target).pow(2).sum() / denom
 
     @staticmethod

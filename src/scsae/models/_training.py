@@ -3,9 +3,9 @@
 :class:`ShuffledBatches` streams minibatches straight from the stored matrix
 (no copy of the embedding; :class:`~scsae.models._scale.ChunkedShuffledBatches`
 does the same out of core), :class:`SAETrainingPlan` holds the loss, the
-decoder constraints, the dead-feature counters, the choice of kernel and the
-learning-rate schedule, and :func:`fit` runs Lightning's ``Trainer`` with
-quiet defaults. The same path runs on one device or several (``strategy="ddp"``):
+decoder constraints, the dead-feature counters and the learning-rate
+schedule, :class:`BestWeights` selects the epoch with the lowest held-out
+FVU, and :func:`fit` runs Lightning's ``Trainer`` with quiet defaults. The same path runs on one device or several (``strategy="ddp"``):
 batch streams shard themselves per rank and epoch statistics and dead
 counters are reduced across ranks.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -25,7 +24,7 @@ from .._utils._progress import quiet_lightning, show_progress
 from ._inference import Inference
 from ._inference._dictionary import sparse_coding_step
 from ._sae_module import SAEModule
-from ._scale import ShardBatches, ShuffledBatches, broadcast_object, reduce_sum, world_size
+from ._scale import ShardBatches, ShuffledBatches, reduce_sum, world_size
 
 GRADIENT_CLIP = 1.0
 WARMUP_FRACTION = 0.05
@@ -47,33 +46,32 @@ def lr_lambda(total_steps: int) -> Any:
     return factor
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type != "cpu" and hasattr(torch, "accelerator"):
-        torch.accelerator.synchronize(device)
+class BestWeights(pl.Callback):
+    """Keep the weights of the epoch with the lowest held-out FVU; restore them at the end.
 
-
-def time_kernels(module: SAEModule, x: torch.Tensor, *, repeats: int = 3) -> dict[str, float]:
-    """Seconds per training step (forward + backward) of the dense and sparse kernels.
-
-    Runs on a copy of ``module`` (no state changes), alternating the kernels
-    and keeping each one's fastest step, so that load from other processes
-    biases neither.
+    Model selection on the held-out cells: with early stopping, training ends
+    at the best epoch, never after it. The copy lives in memory (an SAE is
+    small beside its data). Under DDP every rank sees the same global metric,
+    so all keep the same epoch.
     """
-    probe = copy.deepcopy(module).train()
-    x = probe.normalize(x)
-    best = {"dense": math.inf, "sparse": math.inf}
-    for i in range(repeats + 1):
-        for kernel in best:
-            probe.kernel = kernel
-            _synchronize(x.device)
-            start = time.perf_counter()
-            out = probe(x)
-            (out.fvu + out.aux_loss).backward()
-            _synchronize(x.device)
-            if i:  # the first round warms up
-                best[kernel] = min(best[kernel], time.perf_counter() - start)
-            probe.zero_grad(set_to_none=True)
-    return best
+
+    def __init__(self, monitor: str = "validation_fvu") -> None:
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or not float(value) < self.best:
+            return
+        self.best = float(value)
+        self.best_epoch = trainer.current_epoch
+        self.state = copy.deepcopy(pl_module.module.state_dict())
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.module.load_state_dict(self.state)
 
 
 class SAETrainingPlan(pl.LightningModule):
@@ -102,14 +100,6 @@ class SAETrainingPlan(pl.LightningModule):
         self.unit_norm_decoder = module.activation.unit_norm_decoder
         self._sums: dict[str, torch.Tensor] = {}
         self.history: dict[str, list[float]] = defaultdict(list)
-        #: seconds per step of each kernel when ``kernel="auto"`` timed them
-        self.kernel_timings: dict[str, float] = {}
-
-    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
-        if self.module.kernel == "auto" and self.code_inference is None:
-            timings = broadcast_object(self, time_kernels(self.module, batch))
-            self.kernel_timings = timings
-            self.module.kernel = min(timings, key=timings.get)
 
     def _step(self, batch: torch.Tensor, prefix: str) -> torch.Tensor:
         if self.code_inference is not None:
@@ -207,23 +197,30 @@ def fit(
     early_stopping_patience: int = 10,
     enable_progress_bar: bool | None = None,
     **trainer_kwargs: Any,
-) -> dict[str, list[float]]:
-    """Train with Lightning and return the per-epoch history (lists of floats).
+) -> tuple[dict[str, list[float]], int | None]:
+    """Train with Lightning; return the per-epoch history (lists of floats) and the best epoch.
 
+    With ``early_stopping``, training stops once the validation FVU has not
+    improved for ``early_stopping_patience`` epochs and the weights of its best
+    epoch are restored (:class:`BestWeights`), whose index is returned;
+    otherwise the last weights are kept and `None` returned.
     Extra keyword arguments go to :class:`lightning.pytorch.Trainer`
     (e.g. ``strategy="ddp"`` with ``devices=2``, ``precision="bf16-mixed"``).
     Under DDP every rank runs this function and returns the same history.
     """
     callbacks: list[pl.Callback] = [ShardBatches(train_batches, validation_batches)]
+    best = None
     if early_stopping:
         if validation_batches is None:
             msg = "early_stopping needs a validation split; pass train_size < 1."
             raise ValueError(msg)
-        callbacks.append(
+        best = BestWeights()
+        callbacks += [
+            best,
             pl.callbacks.EarlyStopping(
                 monitor="validation_fvu", patience=early_stopping_patience, mode="min"
-            )
-        )
+            ),
+        ]
     # quiet defaults; a user's trainer_kwargs override them
     trainer_kwargs = {
         "logger": False,
@@ -246,4 +243,5 @@ def fit(
             **trainer_kwargs,
         )
         trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)
-    return dict(plan.history)
+    best_epoch = best.best_epoch if best is not None and best.state is not None else None
+    return dict(plan.history), best_epoch

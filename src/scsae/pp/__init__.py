@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     globals(),
     {
+        "check_embedding": "._check_embedding",
         "perturbation_dosage": "._dosage",
     },
 )

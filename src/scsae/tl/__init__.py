@@ -18,6 +18,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "feature_enrichment": "._enrichment",
         "feature_genes": "._feature_genes",
         "feature_recovery": "._recovery",
+        "feature_stability": "._stability",
         "feature_table": "._feature_table",
         "link_pathways": "._pathways",
         "mask_recovery_auroc": "._perturbation",

@@ -214,8 +214,8 @@ def feature_table(
     ``mean_activation``, ``max_activation``
         Mean over the cells where it is active, and maximum.
     ``stability``, ``stable``
-        After ``tl.feature_stability``: lowest cosine with its match in the other
-        seeds, and whether that reaches the threshold (unstable: `False`).
+        After :func:`~scsae.tl.feature_stability`: lowest cosine with its match in
+        the other seeds, and whether that reaches the threshold (unstable: `False`).
     ``top_genes_up``, ``top_genes_down``
         Highest and lowest scoring genes (positive / negative scores only).
     ``specific_genes``

@@ -28,6 +28,18 @@ def _pc_loadings(adata: AnnData, use_rep: str | None, decoder: np.ndarray) -> np
     return (pcs @ decoder.T).astype(np.float32)
 
 
+def describe_metrics(metrics: dict[str, float]) -> str:
+    """One line quoting the held-out FVU beside its baseline and the training FVU."""
+    train = f"train FVU {metrics['train_fvu']:.3f}" if "train_fvu" in metrics else ""
+    if not metrics["has_heldout"]:
+        return f"no held-out cells; {train} (in-sample), mean L0 {metrics['train_mean_l0']:.1f}"
+    return (
+        f"held-out FVU {metrics['fvu']:.3f} (rank-k PCA {metrics['baseline_fvu_rank_k']:.3f}), "
+        f"{train}, held-out mean L0 {metrics['heldout_mean_l0']:.1f}, "
+        f"dead {metrics['train_dead_fraction']:.1%}"
+    )
+
+
 def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
     return {key: df[key].to_numpy(dtype=np.float64) for key, df in model.history.items()}
 
@@ -53,7 +65,8 @@ def sae(
     batch_size: int | None = None,
     lr: float | None = None,
     train_size: float = 0.9,
-    early_stopping: bool = False,
+    early_stopping: bool | None = None,
+    early_stopping_patience: int | None = None,
     random_state: int = 0,
     inference: str = "amortized",
     inference_kwargs: dict[str, Any] | None = None,
@@ -81,6 +94,9 @@ def sae(
     {use_rep}
     {arch}
     {train}
+    early_stopping_patience
+        Epochs without improvement of the held-out FVU before stopping; `None`: a
+        tenth of ``max_epochs``, at least 10.
     inference
         How codes are inferred from the trained dictionary: ``"amortized"`` (the SAE
         encoder) or another name in :data:`scsae.models.INFERENCE`.
@@ -115,11 +131,18 @@ def sae(
     ``adata.obsm[key_added]`` : :class:`scipy.sparse.csr_matrix` (float32, cells x features)
         Feature activations in embedding units: ``bias + obsm[key_added] @ decoder``
         reconstructs the embedding.
+    ``adata.obs[key_added + '_heldout']`` : `bool`
+        Cells held out of training (named in ``params['heldout_key']``).
     ``adata.uns[key_added]['params']`` : `dict`
         Every setting that shaped the result (input, sizes, training, inference).
     ``adata.uns[key_added]['metrics']`` : `dict`
-        ``fvu``, ``explained_variance``, ``mean_l0``, ``dead_fraction``,
-        ``dense_fraction``, ``shrinkage`` over all cells.
+        Measured on the held-out cells: ``fvu`` (the headline),
+        ``explained_variance``, ``baseline_fvu_rank_k`` (a rank-``k`` PCA fitted on
+        the training cells, for comparison), ``heldout_mean_l0``,
+        ``heldout_dead_fraction``, ``heldout_dense_fraction``, ``heldout_shrinkage``;
+        the same on the training cells prefixed ``train_`` (``train_fvu``...);
+        ``has_heldout``, ``n_heldout_cells``, ``n_train_cells``. See
+        :meth:`~scsae.models.SparseAutoencoder.get_metrics`.
     ``adata.uns[key_added]['decoder']`` : :class:`numpy.ndarray` (features x dims)
         Unit-norm feature directions in embedding space.
     ``adata.uns[key_added]['bias']`` : :class:`numpy.ndarray` (dims)
@@ -160,6 +183,7 @@ def sae(
         lr=lr,
         train_size=train_size,
         early_stopping=early_stopping,
+        early_stopping_patience=early_stopping_patience,
         code_inference=code_inference,
         accelerator=accelerator,
         devices=devices,
@@ -168,6 +192,7 @@ def sae(
     )
     strategy = model.get_inference(inference, **(inference_kwargs or {}))
     activations, metrics, frequency = model.transform(inference=strategy)
+    heldout_key = f"{key_added}_heldout"
     decoder = model.decoder
     loadings = _pc_loadings(adata, use_rep, decoder)
     cfg = model.module.config
@@ -185,11 +210,14 @@ def sae(
         **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
         **model.train_params_,
         **strategy.params(),
+        "heldout_key": heldout_key,
+        **({"layer": layer} if layer is not None else {}),
     }
 
     # all computation succeeded: only now touch the user's object
     target = adata.copy() if copy else adata
     target.obsm[key_added] = activations
+    target.obs[heldout_key] = model.heldout_mask_
     target.uns[key_added] = {
         "params": params,
         "metrics": metrics,
@@ -198,13 +226,12 @@ def sae(
         "feature_frequency": frequency.astype(np.float32),
         "history": _history_arrays(model),
     }
-    fields = [f"'obsm[{key_added!r}]'", f"'uns[{key_added!r}]'"]
+    fields = [f"'obsm[{key_added!r}]'", f"'obs[{heldout_key!r}]'", f"'uns[{key_added!r}]'"]
     if loadings is not None:
         target.varm[f"{key_added}_loadings"] = loadings
         fields.append(f"'varm[{key_added + '_loadings'!r}]'")
     logg.info(
-        f"    finished: FVU {metrics['fvu']:.3f}, mean L0 {metrics['mean_l0']:.1f}, "
-        f"dead {metrics['dead_fraction']:.1%}",
+        f"    finished: {describe_metrics(metrics)}",
         time=start,
         deep="added\n    " + ", ".join(fields),
     )
