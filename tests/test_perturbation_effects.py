@@ -208,7 +208,7 @@ def test_plot_auto_labels_from_feature_table():
     table = scsae.tl.feature_table(adata)
     for tick in ax.get_yticklabels():
         feat, label = tick.get_text().split(": ", 1)
-        assert label == table.loc[feat, "label"]
+        assert label == table.loc[int(feat), "label"]
     plt.close("all")
 
 
