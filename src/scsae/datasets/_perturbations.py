@@ -255,9 +255,16 @@ def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs int
         )
         raise ImportError(msg) from err
     start = logg.info(f"downloading {PAPALEXI_URL}")
-    file = pooch.retrieve(
-        PAPALEXI_URL, known_hash=None, path=folder, fname="lowmoi_example_data.rda"
-    )
+    try:
+        file = pooch.retrieve(
+            PAPALEXI_URL, known_hash=None, path=folder, fname="lowmoi_example_data.rda"
+        )
+    except OSError as err:  # requests' and urllib's connection errors are OSErrors
+        msg = (
+            f"Could not download the Papalexi data ({err}); offline, pass path= a local "
+            "papalexi2021_sceptredata.h5ad: scsae.datasets.papalexi2021(path=...)."
+        )
+        raise ConnectionError(msg) from err
     ro.r["load"](file)
     ro.r(
         "suppressMessages(library(Matrix)); d <- lowmoi_example_data; "
