@@ -23,6 +23,19 @@ def _labels(adata: AnnData, perturbation_key: str) -> pd.Series:
     return adata.obs[perturbation_key].astype(str)
 
 
+def _checked_perturbations(
+    labels: np.ndarray, perturbations: Sequence[str] | None, control: str, where: str
+) -> list[str]:
+    """The perturbations to evaluate (default: every label but the control), each with cells."""
+    if perturbations is None:
+        perturbations = [lab for lab in pd.unique(labels) if lab != control]
+    missing = [p for p in perturbations if not (labels == p).any()]
+    if missing:
+        msg = f"No cells labelled {missing} in {where}."
+        raise ValueError(msg)
+    return list(perturbations)
+
+
 def perturbation_split(
     adata: AnnData,
     *,
@@ -153,12 +166,9 @@ def average_treatment_effect(
     if not is_control.any():
         msg = f"No control cells labelled {control!r} in adata.obs[{perturbation_key!r}]."
         raise ValueError(msg)
-    if perturbations is None:
-        perturbations = [lab for lab in pd.unique(labels) if lab != control]
-    missing = [p for p in perturbations if not (labels == p).any()]
-    if missing:
-        msg = f"No cells labelled {missing} in adata.obs[{perturbation_key!r}]."
-        raise ValueError(msg)
+    perturbations = _checked_perturbations(
+        labels, perturbations, control, f"adata.obs[{perturbation_key!r}]"
+    )
     base = log_normalize(X[np.flatnonzero(is_control)], target_sum=target_sum).mean(0)
     rows = [
         log_normalize(X[np.flatnonzero(labels == p)], target_sum=target_sum).mean(0) - base
@@ -385,12 +395,9 @@ def evaluate_perturbation_model(
         msg = f"baselines {unknown} are not among 'additive', 'mean', 'control'."
         raise ValueError(msg)
     labels = _labels(adata_test, perturbation_key)
-    if perturbations is None:
-        perturbations = [p for p in pd.unique(labels) if p != control]
-    missing = [p for p in perturbations if not (labels == p).any()]
-    if missing:
-        msg = f"No cells labelled {missing} in adata_test.obs[{perturbation_key!r}]."
-        raise ValueError(msg)
+    perturbations = _checked_perturbations(
+        np.asarray(labels), perturbations, control, f"adata_test.obs[{perturbation_key!r}]"
+    )
     source = adata_test if (labels == control).any() else adata_train
     controls = (_labels(source, perturbation_key) == control).to_numpy()
     if not controls.any():
