@@ -53,7 +53,7 @@ class Architecture(nn.Module):
     default_sparsity_coefficient: ClassVar[float] = 0.0
     #: whether :meth:`select` is implemented (training can use the sparse kernel)
     supports_sparse: ClassVar[bool] = False
-    #: nested feature prefixes that must each reconstruct the input (Matryoshka); empty: none
+    #: sizes of the nested feature prefixes that must each reconstruct the input (Matryoshka), () for none
     prefix_sizes: tuple[int, ...] = ()
 
     def __init__(self, config: SAEConfig) -> None:

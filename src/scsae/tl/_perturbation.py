@@ -308,7 +308,8 @@ def baseline_effects(
 
     Returns
     -------
-    Dict of baseline name to a perturbations x genes DataFrame.
+    `dict`
+        One perturbations x genes :class:`~pandas.DataFrame` of effects per baseline name.
     """
     from .._utils._perturbation import split_labels
 
