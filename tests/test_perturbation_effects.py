@@ -116,7 +116,8 @@ def test_any_obsm_dense_dataframe_and_signed():
     assert tab.loc[("C", "2"), "qval"] > 0.05
 
 
-def test_sae_on_embedding_round_trip_and_copy(tmp_path):
+def _sae_screen():
+    """An SAE on a simulated embedding; feature 0's true code marks the "hit" cells."""
     from conftest import superposition
 
     x, _, codes = superposition(n_obs=600, seed=4)
@@ -126,6 +127,11 @@ def test_sae_on_embedding_round_trip_and_copy(tmp_path):
         codes[:, 0] > 0, "hit", np.array(["ctrl", "other"])[np.arange(600) % 2]
     )
     scsae.tl.sae(adata, use_rep="X_emb", n_features=32, k=3, max_epochs=5, random_state=0)
+    return adata
+
+
+def test_sae_on_embedding_round_trip_and_copy(tmp_path):
+    adata = _sae_screen()
     out = scsae.tl.perturbation_effects(
         adata, perturbation_key="pert", control="ctrl", key_added="pe", copy=True
     )
@@ -193,15 +199,7 @@ def test_plot_clustered_dotplot_with_labels():
 
 
 def test_plot_auto_labels_from_feature_table():
-    from conftest import superposition
-
-    x, _, codes = superposition(n_obs=600, seed=4)
-    adata = AnnData(np.zeros((600, 2), dtype=np.float32))
-    adata.obsm["X_emb"] = x
-    adata.obs["pert"] = np.where(
-        codes[:, 0] > 0, "hit", np.array(["ctrl", "other"])[np.arange(600) % 2]
-    )
-    scsae.tl.sae(adata, use_rep="X_emb", n_features=32, k=3, max_epochs=5, random_state=0)
+    adata = _sae_screen()
     scsae.tl.feature_enrichment(adata, "pert")
     scsae.tl.perturbation_effects(adata, perturbation_key="pert", control="ctrl")
     ax = scsae.pl.perturbation_effects(adata, n_features=5, show=False)
