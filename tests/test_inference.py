@@ -123,7 +123,7 @@ def test_lista_fit_improves_on_encoder():
     module = oracle_module(dictionary)
     x = torch.from_numpy(x_np)
     lista = get_inference("lista", n_epochs=5, batch_size=256)
-    lista.fit(module, (x[i : i + 500] for i in range(0, 2000, 500)))
+    lista.train(module, (x[i : i + 500] for i in range(0, 2000, 500)))
     acts = lista.encode(module, x)
     assert ((acts > 0).sum(1) <= 3).all()
     assert fvu(x, module, acts) < fvu(x, module, module.encode(x))

@@ -14,7 +14,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "Architecture": "._architectures",
         "INFERENCE": "._inference",
         "Inference": "._inference",
-        "SAEConfig": "._sae_module",
+        "SAEConfig": "._sae_config",
         "SAEModule": "._sae_module",
         "SAEOutput": "._sae_module",
         "SAMSVAE": "._samsvae_model",

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from ._sae_module import SAEConfig
+    from ._sae_config import SAEConfig
 
 ARCHITECTURES: dict[str, type[Architecture]] = {}
 

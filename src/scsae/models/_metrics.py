@@ -20,7 +20,7 @@ Definitions (each computed here and nowhere else):
 ``baseline_fvu_rank_k``
     FVU of the best rank-``k`` linear code of the same cells: the projection
     onto the top ``k`` principal axes of the *training* cells
-    (:func:`fit_linear_baseline`), ``k`` the SAE's number of active features.
+    (:func:`rank_k_baseline`), ``k`` the SAE's number of active features.
     What an SAE gains over it is what sparsity (choosing ``k`` of many
     directions per cell instead of the same ``k`` for all) buys.
 """
@@ -34,7 +34,7 @@ import numpy as np
 DENSE_FREQUENCY = 0.1
 
 
-def fit_linear_baseline(blocks: Iterable[np.ndarray], rank: int) -> dict[str, np.ndarray]:
+def rank_k_baseline(blocks: Iterable[np.ndarray], rank: int) -> dict[str, np.ndarray]:
     """Mean and top ``rank`` principal axes (rank x dims) of the rows in ``blocks``.
 
     One pass of float64 sums (the dims x dims covariance), so any number of

@@ -1,43 +1,65 @@
-"""AnnData-facing sparse autoencoder model class (scvi-tools style)."""
+"""AnnData-facing sparse autoencoder model class (scvi-tools ``BaseModelClass``)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
-from packaging.version import Version
 from scipy import sparse
+from scvi.data import AnnDataManager
+from scvi.data._constants import _MANAGER_UUID_KEY, _SCVI_UUID_KEY
+from scvi.data._utils import _assign_adata_uuid
+from scvi.model.base import BaseModelClass
+from scvi.model.base._constants import SAVE_KEYS
 
-from .. import __version__
 from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
-from .._utils._embedding import Embedding, embedding_diagnostics, get_embedding
+from .._utils._embedding import Embedding, describe_rep, embedding_diagnostics, get_embedding
 from .._utils._progress import DOC_PROGRESS_BAR
 from ._architectures import Architecture, get_architecture
 from ._inference import Inference, get_inference
 from ._inference._dictionary import check_code_inference
 from ._metrics import (
     MetricAccumulator,
-    fit_linear_baseline,
     linear_baseline_reconstruction,
+    rank_k_baseline,
     split_report,
 )
-from ._sae_module import SAEConfig, SAEModule
-from ._scale import ChunkedShuffledBatches, CSRBuilder
-from ._training import SAETrainingPlan, ShuffledBatches, fit
+from ._sae_config import SAEConfig
+from ._sae_module import SAEModule
+from ._sae_saving import (
+    check_version,
+    input_field,
+    is_legacy,
+    legacy_to_scvi,
+    read_saved,
+    registry_n_dims,
+    scsae_version,
+    uses_var_names,
+)
+from ._scale import ChunkedShuffledBatches, CSRBuilder, ShuffledBatches
+from ._training import (
+    GRADIENT_CLIP,
+    SAETrainingPlan,
+    batch_data,
+    model_selection,
+    run_training,
+)
 
 MIN_CELLS = 10
 INFERENCE_BATCH = 8192
 MEDIAN_SAMPLE = 10_000
 CALIBRATION_SAMPLE = 50_000
 STEPS_TARGET = 3000
-SAVE_FILE = "model.pt"
 #: cells per feature below which a default dictionary is not made wider
 CELLS_PER_FEATURE = 10
 
@@ -81,13 +103,19 @@ def default_max_epochs(n_train: int, batch_size: int) -> int:
     return int(min(1000, max(1, math.ceil(STEPS_TARGET / steps_per_epoch))))
 
 
-class SparseAutoencoder:
+class SparseAutoencoder(BaseModelClass):
     """Sparse autoencoder on a single-cell embedding.
 
-    Use :meth:`setup_anndata` to name the input, then construct, :meth:`train`
+    Use :meth:`setup_anndata` to register the input, then construct, :meth:`train`
     and read activations with :meth:`get_feature_activations`. Activations are
     in the units of the embedding: cell ``i`` is reconstructed as
     ``bias + activations[i] @ decoder`` with unit-norm decoder rows.
+
+    The class is a scvi-tools :class:`~scvi.model.base.BaseModelClass`: the
+    input is registered with an :class:`~scvi.data.AnnDataManager`
+    (:meth:`view_anndata_setup`), copies of registered data and data read
+    back from h5ad in the same session carry the registration, and
+    :meth:`save` writes the scvi-tools save format.
 
     Parameters
     ----------
@@ -110,8 +138,6 @@ class SparseAutoencoder:
     >>> acts = model.get_feature_activations()  # cells x features, CSR
     """
 
-    _setups: ClassVar[dict[int, tuple[weakref.ref, dict[str, Any]]]] = {}
-
     @classmethod
     @doc_params(use_rep=DOC_USE_REP)
     def setup_anndata(
@@ -121,22 +147,30 @@ class SparseAutoencoder:
         use_rep: str | None = "X_pca",
         layer: str | None = None,
         check: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Register which matrix of ``adata`` the model reads.
 
-        Nothing is written into ``adata``; the choice is remembered for this object.
-        With ``check`` the embedding is checked as by :func:`scsae.pp.check_embedding`
-        (a warning per problem found).
+        The matrix is registered with a scvi-tools :class:`~scvi.data.AnnDataManager`
+        (an ``ObsmField`` for ``use_rep``, a ``LayerField`` for ``X`` or a layer),
+        which writes only the usual ``_scvi_uuid`` and ``_scvi_manager_uuid`` keys
+        into ``adata.uns``; the data are not copied or rewritten. With ``check`` the
+        embedding is checked as by :func:`scsae.pp.check_embedding` (a warning per
+        problem found).
 
         Parameters
         ----------
         adata
-            AnnData or MuData.
+            AnnData or MuData (not a view: ``adata = adata.copy()`` first).
         {use_rep}
         check
             Check the embedding for outlier cells, an uncentred mean, duplicated
             cells and near-constant dims.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`
+            (``source_registry`` when a saved model is loaded).
         """
+        setup_method_args = cls._get_setup_method_args(**locals())
         emb = get_embedding(adata, use_rep=use_rep, layer=layer)
         if emb.n_dims < 2:
             msg = (
@@ -144,18 +178,41 @@ class SparseAutoencoder:
                 "into directions. Pass a multi-dimensional embedding (e.g. use_rep='X_pca')."
             )
             raise ValueError(msg)
-        if check:
+        if getattr(adata, "is_view", False):
+            msg = (
+                "adata is a view; register a copy instead: `adata = adata.copy()` "
+                "(a view cannot hold the registration)."
+            )
+            raise ValueError(msg)
+        if check and kwargs.get("source_registry") is None:
             embedding_diagnostics(emb)
-        setup = {"use_rep": use_rep, "layer": layer, "n_dims": emb.n_dims, "n_obs": emb.n_obs}
-        cls._setups[id(adata)] = (weakref.ref(adata), setup)
+        # a copy of registered data carries its uuid: give it its own, so that
+        # registering it does not take the registration away from the original
+        known = cls._setup_adata_manager_store.get(adata.uns.get(_SCVI_UUID_KEY))
+        if known is not None and known.adata is not adata:
+            _assign_adata_uuid(adata, overwrite=True)
+        manager = AnnDataManager(
+            fields=[input_field(use_rep, layer)], setup_method_args=setup_method_args
+        )
+        with quiet_scvi():
+            manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
 
     @classmethod
-    def _get_setup(cls, adata: AnnData) -> dict[str, Any]:
-        entry = cls._setups.get(id(adata))
-        if entry is None or entry[0]() is not adata:
-            msg = f"Call {cls.__name__}.setup_anndata(adata, use_rep=...) on this AnnData first."
-            raise ValueError(msg)
-        return entry[1]
+    def _get_most_recent_anndata_manager(
+        cls,
+        adata: AnnData,
+        required: bool = False,  # noqa: FBT001, FBT002 - the signature of BaseModelClass
+    ) -> AnnDataManager | None:
+        """The registration of ``adata``; a copy of registered data gets the original's setup."""
+        uns = getattr(adata, "uns", None)
+        known = None if uns is None else cls._setup_adata_manager_store.get(uns.get(_SCVI_UUID_KEY))
+        if known is not None and known.adata is not adata:
+            # a copy (or data read back from h5ad in this session): carry the setup over
+            _assign_adata_uuid(adata, overwrite=True)
+            with quiet_scvi():
+                cls.register_manager(known.transfer_fields(adata))
+        return super()._get_most_recent_anndata_manager(adata, required=required)
 
     @doc_params(n_features_etc=DOC_ARCHITECTURE)
     def __init__(
@@ -170,12 +227,18 @@ class SparseAutoencoder:
         random_state: int = 0,
         **config_kwargs: Any,
     ) -> None:
-        setup = self._get_setup(adata)
-        n_dims = setup["n_dims"]
+        super().__init__(adata)
+        # the instance's managers go with the instance (scvi-tools would keep them, and the data, alive)
+        weakref.finalize(self, type(self)._per_instance_manager_store.pop, self.id, None)
+        setup = self.adata_manager.registry["setup_args"]
+        self.use_rep: str | None = setup["use_rep"]
+        self.layer: str | None = setup["layer"]
+        self.n_dims = n_dims = registry_n_dims(self.registry_)
+        n_obs = self._embedding().n_obs
         arch = get_architecture(architecture)
         k = default_k(n_dims) if k is None else int(k)
         if n_features is None:
-            n_features = default_n_features(n_dims, setup["n_obs"], k, expansion_factor)
+            n_features = default_n_features(n_dims, n_obs, k, expansion_factor)
         n_features = int(n_features)
         if n_features < 2:
             msg = f"n_features={n_features} is too small; use at least 2 (typically 8-32 x n_dims)."
@@ -189,20 +252,7 @@ class SparseAutoencoder:
         if arch.uses_k and not 1 <= k < n_features:
             msg = f"k={k} must be between 1 and n_features - 1 = {n_features - 1}; lower k or raise n_features."
             raise ValueError(msg)
-        self.adata = adata
-        self.use_rep = setup["use_rep"]
-        self.layer = setup["layer"]
-        self.n_dims = n_dims
         self.random_state = random_state
-        self.init_params_ = {
-            "n_features": n_features,
-            "expansion_factor": expansion_factor,
-            "k": k,
-            "architecture": architecture,
-            "sparsity_coefficient": sparsity_coefficient,
-            "random_state": random_state,
-            **config_kwargs,
-        }
         config = SAEConfig(
             n_input=n_dims,
             n_features=n_features,
@@ -213,36 +263,70 @@ class SparseAutoencoder:
         )
         generator = torch.Generator().manual_seed(random_state)
         self.module = SAEModule(config, generator=generator)
-        self.is_trained_ = False
         self.train_params_: dict[str, Any] = {}
         self.history_: dict[str, pd.DataFrame] = {}
         #: cells of the training data held out of training (boolean mask), fixed by the first train()
         self.heldout_mask_: np.ndarray | None = None
         #: rank-k PCA of the training cells (``mean``, ``components``): the linear baseline
         self.baseline_: dict[str, np.ndarray] | None = None
+        self._model_summary_string = self._describe()
+        # resolved sizes (not None) are what a saved model is rebuilt with
+        self.init_params_ = self._get_init_params(locals())
 
-    def __repr__(self) -> str:
+    def _describe(self) -> str:
         cfg = self.module.config
-        state = "trained" if self.is_trained_ else "untrained"
         return (
             f"SparseAutoencoder({cfg.architecture}, {cfg.n_input} dims -> {cfg.n_features} features, "
-            f"k={cfg.k}, input {self._embedding().name if self._is_registered() else self.use_rep}; {state})"
+            f"k={cfg.k}, input {describe_rep(self.use_rep, self.layer)}"
         )
 
-    # --- data ------------------------------------------------------------------
-    def _is_registered(self) -> bool:
-        entry = self._setups.get(id(self.adata))
-        return entry is not None and entry[0]() is self.adata
+    def __repr__(self) -> str:
+        state = "trained" if self.is_trained_ else "untrained"
+        return f"{self._describe()}; {state})"
 
+    def view_anndata_setup(
+        self,
+        adata: AnnData | None = None,
+        hide_state_registries: bool = False,  # noqa: FBT001, FBT002 - the signature of BaseModelClass
+    ) -> None:
+        """Print the registration of the training data or of ``adata``.
+
+        Parameters
+        ----------
+        adata
+            Data registered with :meth:`setup_anndata` or transferred to the model
+            (a copy of registered data, or data given to the model).
+        hide_state_registries
+            Print only the summary.
+        """
+        import rich.pretty  # noqa: F401 - scvi-tools prints with it but does not import it
+
+        with quiet_scvi():
+            super().view_anndata_setup(adata, hide_state_registries=hide_state_registries)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's weights."""
+        return next(self.module.parameters()).device
+
+    # --- data ------------------------------------------------------------------
     def _embedding(self, adata: AnnData | None = None) -> Embedding:
-        adata = self.adata if adata is None else adata
-        emb = get_embedding(adata, use_rep=self.use_rep, layer=self.layer)
+        """The registered input of ``adata`` (default: the training data), width checked.
+
+        Other data are registered (the setup transferred, as scvi-tools models
+        do) unless they are a view, which is read without being touched.
+        """
+        target = self.adata if adata is None else adata
+        emb = get_embedding(target, use_rep=self.use_rep, layer=self.layer)
         if emb.n_dims != self.n_dims:
             msg = (
                 f"{emb.name} has {emb.n_dims} dims but the model was built for {self.n_dims}. "
                 "Use the same embedding the model was trained on (same key and number of components)."
             )
             raise ValueError(msg)
+        if target is not self.adata and not getattr(target, "is_view", False):
+            with quiet_scvi():
+                self._validate_anndata(target)
         return emb
 
     def _batches(
@@ -339,6 +423,9 @@ class SparseAutoencoder:
         n_train = len(train_idx)
         if early_stopping is None:
             early_stopping = len(val_idx) > 0
+        if early_stopping and not len(val_idx):
+            msg = "early_stopping needs a validation split; pass train_size < 1."
+            raise ValueError(msg)
         if batch_size is None:
             batch_size = default_batch_size(n_train)
         elif not 1 <= batch_size <= n_train:
@@ -354,7 +441,7 @@ class SparseAutoencoder:
         cfg = self.module.config
         lr = default_lr(cfg.n_features) if lr is None else float(lr)
         if not resume:
-            if "dead_after_cells" not in self.init_params_:
+            if "dead_after_cells" not in self.init_params_["kwargs"]["config_kwargs"]:
                 # a feature silent for a whole pass over the data is dead (capped for atlases)
                 cfg.dead_after_cells = int(min(n_train, 1_000_000))
             self._fit_normalization(emb, train_idx, seed=seed)
@@ -381,18 +468,20 @@ class SparseAutoencoder:
             if len(val_idx)
             else None
         )
-        history, best_epoch = fit(
+        best, callbacks = model_selection(early_stopping, early_stopping_patience)
+        run_training(
             plan,
-            train_batches,
-            val_batches,
+            batch_data(train_batches, val_batches, train_idx=train_idx, val_idx=val_idx),
+            owner=self,
             max_epochs=max_epochs,
             accelerator=accelerator,
             devices=devices,
-            early_stopping=early_stopping,
-            early_stopping_patience=early_stopping_patience,
             enable_progress_bar=enable_progress_bar,
-            **trainer_kwargs,
+            callbacks=callbacks,
+            **{"gradient_clip_val": GRADIENT_CLIP, **trainer_kwargs},
         )
+        history = dict(plan.history)
+        best_epoch = best.best_epoch if best is not None and best.state is not None else None
         self.module.cpu()
         if not self.module.activation.unit_norm_decoder:
             self.module.fold_decoder_norms()
@@ -405,7 +494,7 @@ class SparseAutoencoder:
             }
         self.history_ = {key: pd.DataFrame({key: values}) for key, values in history.items()}
         rank = cfg.k if self.module.activation.uses_k else round(history["train_l0"][-1])
-        self.baseline_ = fit_linear_baseline(
+        self.baseline_ = rank_k_baseline(
             emb.iter_rows(train_idx, INFERENCE_BATCH), min(max(1, rank), self.n_dims)
         )
         previous = self.train_params_
@@ -556,7 +645,7 @@ class SparseAutoencoder:
             module = self.module
             with torch.no_grad():
                 normalised = (module.normalize(b) for b in batches)
-                strategy.fit(module, normalised)
+                strategy.train(module, normalised)
         return strategy
 
     @torch.no_grad()
@@ -733,90 +822,237 @@ class SparseAutoencoder:
         return acts, metrics, frequency
 
     # --- persistence -----------------------------------------------------------
-    def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
-        """Save weights, configuration and history to ``dir_path``.
+    def save(
+        self,
+        dir_path: str | Path,
+        *,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        **anndata_write_kwargs: Any,
+    ) -> None:
+        """Save the model in the scvi-tools format (``model.pt`` in ``dir_path``).
+
+        The file holds the module's weights and buffers, the registry of the
+        input, the init parameters and the model's state (``train_params_``,
+        ``history_``, ``heldout_mask_``, ``baseline_``, the module configuration).
 
         Parameters
         ----------
         dir_path
-            Directory to create.
+            Directory to create (or to write into with ``overwrite``).
+        prefix
+            Prefix of the file names.
         overwrite
             Replace an existing saved model.
+        save_anndata
+            Also write the data (``adata.h5ad``), so that :meth:`load` needs none.
+        **anndata_write_kwargs
+            Passed to :meth:`anndata.AnnData.write_h5ad`.
         """
-        path = Path(dir_path)
-        target = path / SAVE_FILE
+        target = Path(dir_path) / f"{prefix or ''}{SAVE_KEYS.MODEL_FNAME}"
         if target.exists() and not overwrite:
             msg = f"{target} exists; pass overwrite=True to replace it."
             raise FileExistsError(msg)
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {
-                "class": type(self).__name__,
-                "version": __version__,
-                "config": self.module.config.to_dict(),
-                "init_params": self.init_params_,
-                "train_params": self.train_params_,
-                "setup": {"use_rep": self.use_rep, "layer": self.layer, "n_dims": self.n_dims},
-                "state_dict": self.module.state_dict(),
-                "history": {key: df[key].tolist() for key, df in self.history_.items()},
-                "is_trained": self.is_trained_,
-                "heldout_mask": self.heldout_mask_,
-                "baseline": self.baseline_,
-            },
-            target,
+        # state of the module outside its state_dict, saved as model attributes
+        self.config_ = self.module.config.to_dict()
+        self.encoder_scale_ = float(self.module.encoder_scale)
+        self.scsae_version_ = scsae_version()
+        super().save(
+            str(dir_path),
+            prefix=prefix,
+            overwrite=True,
+            save_anndata=save_anndata,
+            **anndata_write_kwargs,
         )
 
     @classmethod
     def load(
-        cls, dir_path: str | Path, adata: AnnData, *, map_location: str | torch.device = "cpu"
+        cls,
+        dir_path: str | Path,
+        adata: AnnData | None = None,
+        *,
+        prefix: str | None = None,
+        map_location: str | torch.device = "cpu",
     ) -> SparseAutoencoder:
         """Load a model saved with :meth:`save` onto ``adata``.
 
         Checks that the file holds this class, was written by this or an older
         scsae, and that ``adata`` has the embedding it was trained on with the
-        same number of dims. ``adata`` is registered automatically.
+        same number of dims; ``adata`` is registered from the saved registry. A
+        model saved by scsae 0.2 (its own format) is converted while loading,
+        with a warning saying how to convert the files once
+        (:meth:`convert_legacy_save`).
 
         Parameters
         ----------
         dir_path
             Directory given to :meth:`save`.
         adata
-            Data holding the same embedding (key and width).
+            Data holding the same embedding (key and width); `None` reads the
+            data saved with ``save_anndata=True``.
+        prefix
+            Prefix of the file names.
         map_location
             Device to load the weights onto.
         """
-        target = Path(dir_path) / SAVE_FILE
-        if not target.exists():
-            msg = f"No saved model at {target}."
-            raise FileNotFoundError(msg)
-        saved = torch.load(target, map_location=map_location, weights_only=False)
-        if saved.get("class") != cls.__name__:
-            msg = f"{target} holds a {saved.get('class')!r}, not a {cls.__name__}."
+        saved, path = read_saved(dir_path, prefix)
+        if is_legacy(saved):
+            saved = legacy_to_scvi(saved, cls.__name__, path)
+            warnings.warn(
+                f"{path} is in the save format of scsae 0.2; it was converted while loading. "
+                f"Convert the files once with SparseAutoencoder.convert_legacy_save({str(dir_path)!r}, "
+                "<new directory>) and load the new directory.",
+                FutureWarning,
+                stacklevel=2,
+            )
+        attrs = dict(saved[SAVE_KEYS.ATTR_DICT_KEY])
+        registry = attrs.pop("registry_")
+        name = registry.get("model_name")
+        if name != cls.__name__:
+            msg = f"{path} holds a {name!r}, not a {cls.__name__}."
             raise ValueError(msg)
-        if Version(saved["version"]) > Version(__version__):
-            msg = f"The model was saved by scsae {saved['version']}, newer than this {__version__}; upgrade scsae."
-            raise ValueError(msg)
-        setup = saved["setup"]
-        emb = get_embedding(adata, use_rep=setup["use_rep"], layer=setup["layer"])
-        if emb.n_dims != setup["n_dims"]:
+        check_version(attrs.get("scsae_version_"), path)
+        if adata is None:
+            adata = cls._saved_data(path)
+        args = registry["setup_args"]
+        emb = get_embedding(adata, use_rep=args["use_rep"], layer=args["layer"])
+        n_dims = registry_n_dims(registry)
+        if emb.n_dims != n_dims:
             msg = (
-                f"{emb.name} has {emb.n_dims} dims but the saved model expects {setup['n_dims']}; "
+                f"{emb.name} has {emb.n_dims} dims but the saved model expects {n_dims}; "
                 "load it onto data with the embedding it was trained on."
             )
             raise ValueError(msg)
-        cls.setup_anndata(adata, use_rep=setup["use_rep"], layer=setup["layer"], check=False)
-        model = cls(adata, **saved["init_params"])
-        for field, value in saved["config"].items():
-            setattr(model.module.config, field, value)
-        model.module.load_state_dict(saved["state_dict"])
-        model.module.eval()
-        model.train_params_ = saved["train_params"]
-        model.history_ = {
-            key: pd.DataFrame({key: values}) for key, values in saved["history"].items()
-        }
-        model.is_trained_ = saved["is_trained"]
-        mask = saved.get("heldout_mask")
+        var_names = saved[SAVE_KEYS.VAR_NAMES_KEY]
+        if var_names is not None and uses_var_names(registry):
+            _warn_other_genes(adata, var_names)
+        cls.setup_anndata(adata, source_registry=registry, **{**args, "check": False})
+        init = attrs.pop("init_params_")
+        kwargs = {key: value for group in init["kwargs"].values() for key, value in group.items()}
+        model = cls(adata, **init["non_kwargs"], **kwargs)
+        for attr, value in attrs.items():
+            setattr(model, attr, value)
+        module = model.module
+        for field, value in attrs.get("config_", {}).items():
+            setattr(module.config, field, value)
+        module.encoder_scale = float(attrs.get("encoder_scale_", 1.0))
+        state = dict(saved[SAVE_KEYS.MODEL_STATE_DICT_KEY])
+        state.pop("pyro_param_store", None)
+        module.load_state_dict(state)
+        module.to(map_location).eval()
+        mask = model.heldout_mask_
         # the held-out cells belong to the training data: kept only for data of that size
-        model.heldout_mask_ = mask if mask is not None and len(mask) == emb.n_obs else None
-        model.baseline_ = saved.get("baseline")
+        if mask is not None and len(mask) != emb.n_obs:
+            model.heldout_mask_ = None
         return model
+
+    @staticmethod
+    def _saved_data(path: Path) -> AnnData:
+        """The data written beside ``model.pt`` by ``save_anndata=True``."""
+        prefix = path.name[: -len(SAVE_KEYS.MODEL_FNAME)]
+        for file_name in (SAVE_KEYS.ADATA_FNAME, SAVE_KEYS.MDATA_FNAME):
+            data_path = path.with_name(prefix + file_name)
+            if data_path.exists():
+                if file_name == SAVE_KEYS.MDATA_FNAME:
+                    import mudata
+
+                    return mudata.read_h5mu(data_path)
+                import anndata
+
+                return anndata.read_h5ad(data_path)
+        msg = f"No data saved beside {path}; pass the data to load the model onto (adata=...)."
+        raise ValueError(msg)
+
+    @classmethod
+    def convert_legacy_save(
+        cls,
+        dir_path: str | Path,
+        output_dir_path: str | Path,
+        overwrite: bool = False,  # noqa: FBT001, FBT002 - the signature of BaseModelClass
+        prefix: str | None = None,
+        **save_kwargs: Any,
+    ) -> None:
+        """Convert a model saved by scsae 0.2 to the scvi-tools format of this release.
+
+        Parameters
+        ----------
+        dir_path
+            Directory of the old save.
+        output_dir_path
+            Directory to write the converted ``model.pt`` into.
+        overwrite
+            Replace an existing converted model.
+        prefix
+            Prefix of the file names (in both directories).
+        **save_kwargs
+            Passed to :func:`torch.save`.
+        """
+        saved, path = read_saved(dir_path, prefix)
+        if not is_legacy(saved):
+            msg = f"{path} is already in the scvi-tools format; load it with {cls.__name__}.load."
+            raise ValueError(msg)
+        converted = legacy_to_scvi(saved, cls.__name__, path)
+        target = Path(output_dir_path) / f"{prefix or ''}{SAVE_KEYS.MODEL_FNAME}"
+        if target.exists() and not overwrite:
+            msg = f"{target} exists; pass overwrite=True to replace it."
+            raise FileExistsError(msg)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(converted, target, **save_kwargs)
+
+
+@contextmanager
+def quiet_scvi() -> Iterator[None]:
+    """Silence scvi-tools' INFO lines ("Generating sequential column names"...) in a registration."""
+    logger = logging.getLogger("scvi")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _warn_other_genes(adata: AnnData, var_names: Any) -> None:
+    """Warn when ``X`` or the layer read has other columns than the model was trained on."""
+    names = adata.var_names.astype(str).to_numpy() if hasattr(adata, "var_names") else None
+    if isinstance(var_names, dict) or names is None:  # MuData: the joint embedding is in obsm
+        return
+    if not np.array_equal(np.asarray(var_names, dtype=str), names):
+        warnings.warn(
+            "The genes (var_names) of adata differ from those the model was trained on; "
+            "X or the layer must have the same columns in the same order.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+@contextmanager
+def registration_scope(adata: AnnData, *, keep: bool) -> Iterator[None]:
+    """Undo the :class:`SparseAutoencoder` registration made inside the block.
+
+    Always on error (the AnnData is left as it was); on success unless
+    ``keep``. For functions such as :func:`scsae.tl.sae` that set up data only
+    to train on it: ``adata.uns`` gets no scvi-tools keys and the class keeps no
+    reference to the data.
+    """
+    uns = getattr(adata, "uns", None)
+    keys = (_SCVI_UUID_KEY, _MANAGER_UUID_KEY)
+    before = {key: uns[key] for key in keys if uns is not None and key in uns}
+    store = SparseAutoencoder._setup_adata_manager_store
+    old_id = before.get(_SCVI_UUID_KEY)
+    old_manager = store.get(old_id)
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        if uns is not None and not (done and keep):
+            new_id = uns.get(_SCVI_UUID_KEY)
+            if new_id is not None and new_id in store and store[new_id].adata is adata:
+                del store[new_id]
+            for key in keys:
+                uns.pop(key, None)
+            uns.update(before)
+            if old_manager is not None:
+                store[old_id] = old_manager

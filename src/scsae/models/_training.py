@@ -1,30 +1,38 @@
-"""The one Lightning training path for SAE modules.
+"""The one training path of every SAE-family model: Lightning plans run by scvi-tools' TrainRunner.
 
-:class:`ShuffledBatches` streams minibatches straight from the stored matrix
-(no copy of the embedding; :class:`~scsae.models._scale.ChunkedShuffledBatches`
-does the same out of core), :class:`SAETrainingPlan` holds the loss, the
-decoder constraints, the dead-feature counters and the learning-rate
-schedule, :class:`BestWeights` selects the epoch with the lowest held-out
-FVU, and :func:`fit` runs Lightning's ``Trainer`` with quiet defaults. The same path runs on one device or several (``strategy="ddp"``):
-batch streams shard themselves per rank and epoch statistics and dead
-counters are reduced across ranks.
+:class:`SAETrainingPlan` holds the SAE's loss, decoder constraints,
+dead-feature counters and learning-rate schedule; :class:`BestWeights` selects
+the epoch with the lowest held-out FVU. :func:`run_training` runs any plan
+(the SAE's, LISTA's unrolled encoder) through :class:`Runner`, scvi-tools'
+:class:`~scvi.train.TrainRunner` (the runner SAMS-VAE uses) with quiet
+defaults, on :class:`BatchDataModule`: our own data module, whose batch streams
+read rows straight from the stored matrix (no copy of the embedding;
+:class:`~scsae.models._scale.ChunkedShuffledBatches` does the same out of core,
+where scvi's loader would read a backed or dask matrix row by row). The same
+path runs on one device or several (``strategy="ddp"``): batch streams shard
+themselves per rank and epoch statistics and dead counters are reduced across
+ranks. No other code in the package loops over epochs.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+from scvi.train import TrainRunner
 
 from .._utils._progress import quiet_lightning, show_progress
 from ._inference import Inference
 from ._inference._dictionary import sparse_coding_step
 from ._sae_module import SAEModule
-from ._scale import ShardBatches, ShuffledBatches, reduce_sum, world_size
+from ._scale import ShardBatches, reduce_sum, world_size
 
 GRADIENT_CLIP = 1.0
 WARMUP_FRACTION = 0.05
@@ -72,6 +80,19 @@ class BestWeights(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state is not None:
             pl_module.module.load_state_dict(self.state)
+
+
+def model_selection(
+    early_stopping: bool,  # noqa: FBT001
+    patience: int,
+    monitor: str = "validation_fvu",
+) -> tuple[BestWeights | None, list[pl.Callback]]:
+    """Callbacks that stop after ``patience`` epochs without improvement and keep the best epoch."""
+    if not early_stopping:
+        return None, []
+    best = BestWeights(monitor)
+    stop = pl.callbacks.EarlyStopping(monitor=monitor, patience=patience, mode="min")
+    return best, [best, stop]
 
 
 class SAETrainingPlan(pl.LightningModule):
@@ -185,63 +206,218 @@ class SAETrainingPlan(pl.LightningModule):
         }
 
 
-def fit(
-    plan: SAETrainingPlan,
-    train_batches: ShuffledBatches,
-    validation_batches: ShuffledBatches | None,
+class LossPlan(pl.LightningModule):
+    """Minimise ``loss(batch)`` over the parameters of ``net`` with Adam.
+
+    For networks trained against a fixed model (LISTA's unrolled encoder over
+    a frozen dictionary): ``loss`` holds the maths, the plan the optimiser
+    and the per-epoch mean loss (``history``, one float per epoch: no
+    per-step synchronisation).
+
+    Parameters
+    ----------
+    net
+        The network trained (moved to the training device by Lightning).
+    loss
+        Scalar loss of a batch.
+    lr
+        Adam learning rate.
+    """
+
+    def __init__(
+        self, net: torch.nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], *, lr: float
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.lr = lr
+        self._sum: torch.Tensor | None = None
+        self._n = 0
+        self.history: list[float] = []
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self._sum = loss.detach() if self._sum is None else self._sum + loss.detach()
+        self._n += 1
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._n:
+            self.history.append(float(self._sum) / self._n)
+        self._sum, self._n = None, 0
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+
+class BatchDataModule(pl.LightningDataModule):
+    """Our data module: hands Lightning the plan's batch streams as they are.
+
+    A stream is any re-iterable of batches with a ``batch_size`` (and
+    ``set_shard`` for DDP), e.g. :class:`~scsae.models._scale.ShuffledBatches`;
+    each iteration is one epoch. ``train_idx`` and ``val_idx`` are the rows
+    they draw from, which :class:`~scvi.train.TrainRunner` copies onto the
+    model (``train_indices``, ``validation_indices``). Made by
+    :func:`batch_data`, which gives it a validation loader only when there are
+    validation batches.
+
+    Parameters
+    ----------
+    train
+        Training batches.
+    validation
+        Validation batches, or `None`.
+    train_idx
+        Rows of the training batches.
+    val_idx
+        Rows of the validation batches.
+    """
+
+    def __init__(
+        self,
+        train: Iterable[Any],
+        validation: Iterable[Any] | None = None,
+        *,
+        train_idx: np.ndarray | None = None,
+        val_idx: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.train = train
+        self.validation = validation
+        empty = np.array([], dtype=np.int64)
+        self.train_idx = empty if train_idx is None else np.asarray(train_idx)
+        self.val_idx = empty if val_idx is None else np.asarray(val_idx)
+        self.test_idx = empty
+        self.n_train, self.n_val = len(self.train_idx), len(self.val_idx)
+
+    def train_dataloader(self) -> Iterable[Any]:
+        return self.train
+
+
+class _WithValidation(BatchDataModule):
+    def val_dataloader(self) -> Iterable[Any]:
+        return self.validation
+
+
+def batch_data(
+    train: Iterable[Any],
+    validation: Iterable[Any] | None = None,
     *,
+    train_idx: np.ndarray | None = None,
+    val_idx: np.ndarray | None = None,
+) -> BatchDataModule:
+    """A :class:`BatchDataModule` of the streams (arguments as its own)."""
+    cls = BatchDataModule if validation is None else _WithValidation
+    return cls(train, validation, train_idx=train_idx, val_idx=val_idx)
+
+
+class PlanOwner:
+    """What :class:`~scvi.train.TrainRunner` touches of a model, for plans trained without one.
+
+    LISTA trains an unrolled encoder over a fixed dictionary: no AnnData, no
+    model class. The runner moves ``module`` to the training device, puts it
+    in eval mode and records the split and the trainer here.
+
+    Parameters
+    ----------
+    module
+        The trained network.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+        self.history_: dict[str, Any] | None = None
+        self.is_trained_ = False
+
+    def to_device(self, device: str | torch.device) -> None:
+        """Move the trained network."""
+        self.module.to(device)
+
+
+class Runner(TrainRunner):
+    """scvi-tools' TrainRunner; each plan keeps its own per-epoch history.
+
+    The history is kept by the plan (floats per epoch, already reduced over
+    ranks), so the logger is off and the runner does not read it back.
+    """
+
+    def _update_history(self) -> None:
+        return
+
+
+#: scvi's Trainer warns that it turns *its* early stopping off under DDP; ours is a callback that works there
+_SCVI_DDP_NOTE = ".*early_stopping was automatically disabled due to the use of DDP.*"
+
+
+def run_training(
+    plan: pl.LightningModule,
+    data: BatchDataModule,
+    *,
+    owner: Any,
     max_epochs: int,
     accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
-    early_stopping: bool = False,
-    early_stopping_patience: int = 10,
     enable_progress_bar: bool | None = None,
+    callbacks: Sequence[pl.Callback] = (),
     **trainer_kwargs: Any,
-) -> tuple[dict[str, list[float]], int | None]:
-    """Train with Lightning; return the per-epoch history (lists of floats) and the best epoch.
+) -> pl.Trainer:
+    """Train ``plan`` on ``data`` for at most ``max_epochs``; return the trainer.
 
-    With ``early_stopping``, training stops once the validation FVU has not
-    improved for ``early_stopping_patience`` epochs and the weights of its best
-    epoch are restored (:class:`BestWeights`), whose index is returned;
-    otherwise the last weights are kept and `None` returned.
-    Extra keyword arguments go to :class:`lightning.pytorch.Trainer`
-    (e.g. ``strategy="ddp"`` with ``devices=2``, ``precision="bf16-mixed"``).
-    Under DDP every rank runs this function and returns the same history.
+    Parameters
+    ----------
+    plan
+        Lightning module: its ``training_step`` (and ``validation_step``) take a
+        batch of the streams in ``data``.
+    data
+        The batch streams.
+    owner
+        The model trained (a :class:`~scvi.model.base.BaseModelClass`), or a
+        :class:`PlanOwner`: :class:`~scvi.train.TrainRunner` marks it trained
+        and moves its ``module`` to the training device.
+    max_epochs
+        Passes over the training batches.
+    accelerator
+        Lightning accelerator.
+    devices
+        Lightning devices.
+    enable_progress_bar
+        `None` applies the rule of :func:`scsae._utils._progress.show_progress`.
+    callbacks
+        Lightning callbacks (early stopping, model selection...).
+    **trainer_kwargs
+        Passed to :class:`scvi.train.Trainer` (a :class:`lightning.pytorch.Trainer`):
+        e.g. ``strategy="ddp"``, ``precision="bf16-mixed"``, ``gradient_clip_val``.
+        They override the quiet defaults (no logger, checkpoints or summary).
     """
-    callbacks: list[pl.Callback] = [ShardBatches(train_batches, validation_batches)]
-    best = None
-    if early_stopping:
-        if validation_batches is None:
-            msg = "early_stopping needs a validation split; pass train_size < 1."
-            raise ValueError(msg)
-        best = BestWeights()
-        callbacks += [
-            best,
-            pl.callbacks.EarlyStopping(
-                monitor="validation_fvu", patience=early_stopping_patience, mode="min"
-            ),
-        ]
-    # quiet defaults; a user's trainer_kwargs override them
+    batch_size = getattr(data.train, "batch_size", 1)
+    cell_passes = len(data.train) * batch_size * max_epochs
+    user_callbacks = list(trainer_kwargs.pop("callbacks", []))
+    has_validation = data.validation is not None
     trainer_kwargs = {
         "logger": False,
         "enable_checkpointing": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
-        "gradient_clip_val": GRADIENT_CLIP,
+        # scvi's Trainer validates never unless told
+        "check_val_every_n_epoch": 1 if has_validation else None,
         **trainer_kwargs,
     }
-    cell_passes = len(train_batches) * train_batches.batch_size * max_epochs
-    with quiet_lightning():
-        trainer = pl.Trainer(
+    streams = [data.train, data.validation]
+    all_callbacks = [ShardBatches(*streams), *callbacks, *user_callbacks]
+    with quiet_lightning(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SCVI_DDP_NOTE)
+        runner = Runner(
+            owner,
+            training_plan=plan,
+            data_splitter=data,
             max_epochs=max_epochs,
             accelerator=accelerator,
             devices=devices,
-            callbacks=callbacks,
+            callbacks=all_callbacks,
             enable_progress_bar=show_progress(
                 requested=enable_progress_bar, cell_passes=cell_passes
             ),
             **trainer_kwargs,
         )
-        trainer.fit(plan, train_dataloaders=train_batches, val_dataloaders=validation_batches)
-    best_epoch = best.best_epoch if best is not None and best.state is not None else None
-    return dict(plan.history), best_epoch
+        runner()
+    return runner.trainer

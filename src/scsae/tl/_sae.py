@@ -12,6 +12,7 @@ from .._utils._docs import DOC_ADATA, DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, 
 from .._utils._embedding import describe_rep
 from .._utils._progress import DOC_PROGRESS_BAR
 from ..models import SparseAutoencoder
+from ..models._sae_model import registration_scope
 
 
 def _pc_loadings(adata: AnnData, use_rep: str | None, decoder: np.ndarray) -> np.ndarray | None:
@@ -42,6 +43,24 @@ def describe_metrics(metrics: dict[str, float]) -> str:
 
 def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
     return {key: df[key].to_numpy(dtype=np.float64) for key, df in model.history.items()}
+
+
+def _train_and_encode(
+    adata: AnnData,
+    *,
+    setup: dict[str, Any],
+    model_kwargs: dict[str, Any],
+    train_kwargs: dict[str, Any],
+    inference: str,
+    inference_kwargs: dict[str, Any] | None,
+) -> tuple[SparseAutoencoder, tuple[Any, dict[str, float], np.ndarray, Any]]:
+    """Register, build, train and encode every cell; writes nothing but the registration."""
+    SparseAutoencoder.setup_anndata(adata, **setup)
+    model = SparseAutoencoder(adata, **model_kwargs)
+    model.train(**train_kwargs)
+    strategy = model.get_inference(inference, **(inference_kwargs or {}))
+    activations, metrics, frequency = model.transform(inference=strategy)
+    return model, (activations, metrics, frequency, strategy)
 
 
 @doc_params(
@@ -166,66 +185,72 @@ def sae(
     >>> adata.uns["X_sae"]["metrics"]["fvu"]
     """
     start = logg.info(f"training sparse autoencoder on {describe_rep(use_rep, layer)}")
-    SparseAutoencoder.setup_anndata(adata, use_rep=use_rep, layer=layer)
-    model = SparseAutoencoder(
-        adata,
-        n_features=n_features,
-        expansion_factor=expansion_factor,
-        k=k,
-        architecture=architecture,
-        sparsity_coefficient=sparsity_coefficient,
-        random_state=random_state,
-        **(model_kwargs or {}),
-    )
-    model.train(
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        train_size=train_size,
-        early_stopping=early_stopping,
-        early_stopping_patience=early_stopping_patience,
-        code_inference=code_inference,
-        accelerator=accelerator,
-        devices=devices,
-        enable_progress_bar=enable_progress_bar,
-        **(trainer_kwargs or {}),
-    )
-    strategy = model.get_inference(inference, **(inference_kwargs or {}))
-    activations, metrics, frequency = model.transform(inference=strategy)
-    heldout_key = f"{key_added}_heldout"
-    decoder = model.decoder
-    loadings = _pc_loadings(adata, use_rep, decoder)
-    cfg = model.module.config
-    params = {
-        "use_rep": describe_rep(use_rep, layer) if layer is not None else (use_rep or "X"),
-        "architecture": architecture,
-        "n_features": cfg.n_features,
-        "k": cfg.k,
-        "expansion_factor": float(expansion_factor),
-        **(
-            {"sparsity_coefficient": float(model.module.activation.sparsity_coefficient)}
-            if not model.module.activation.uses_k
-            else {}
-        ),
-        **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
-        **model.train_params_,
-        **strategy.params(),
-        "heldout_key": heldout_key,
-        **({"layer": layer} if layer is not None else {}),
-    }
-
-    # all computation succeeded: only now touch the user's object
+    # with copy=True the copy is registered, trained on and written into: adata stays as it was
     target = adata.copy() if copy else adata
-    target.obsm[key_added] = activations
-    target.obs[heldout_key] = model.heldout_mask_
-    target.uns[key_added] = {
-        "params": params,
-        "metrics": metrics,
-        "decoder": decoder.astype(np.float32),
-        "bias": model.bias.astype(np.float32),
-        "feature_frequency": frequency.astype(np.float32),
-        "history": _history_arrays(model),
-    }
+    # the registration is tl.sae's own business: undone on error, and kept only with the model
+    with registration_scope(target, keep=return_model):
+        model, outputs = _train_and_encode(
+            target,
+            setup={"use_rep": use_rep, "layer": layer},
+            model_kwargs={
+                "n_features": n_features,
+                "expansion_factor": expansion_factor,
+                "k": k,
+                "architecture": architecture,
+                "sparsity_coefficient": sparsity_coefficient,
+                "random_state": random_state,
+                **(model_kwargs or {}),
+            },
+            train_kwargs={
+                "max_epochs": max_epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "train_size": train_size,
+                "early_stopping": early_stopping,
+                "early_stopping_patience": early_stopping_patience,
+                "code_inference": code_inference,
+                "accelerator": accelerator,
+                "devices": devices,
+                "enable_progress_bar": enable_progress_bar,
+                **(trainer_kwargs or {}),
+            },
+            inference=inference,
+            inference_kwargs=inference_kwargs,
+        )
+        activations, metrics, frequency, strategy = outputs
+        heldout_key = f"{key_added}_heldout"
+        decoder = model.decoder
+        loadings = _pc_loadings(target, use_rep, decoder)
+        cfg = model.module.config
+        params = {
+            "use_rep": describe_rep(use_rep, layer) if layer is not None else (use_rep or "X"),
+            "architecture": architecture,
+            "n_features": cfg.n_features,
+            "k": cfg.k,
+            "expansion_factor": float(expansion_factor),
+            **(
+                {"sparsity_coefficient": float(model.module.activation.sparsity_coefficient)}
+                if not model.module.activation.uses_k
+                else {}
+            ),
+            **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
+            **model.train_params_,
+            **strategy.params(),
+            "heldout_key": heldout_key,
+            **({"layer": layer} if layer is not None else {}),
+        }
+
+        # all computation succeeded: only now write the results
+        target.obsm[key_added] = activations
+        target.obs[heldout_key] = model.heldout_mask_
+        target.uns[key_added] = {
+            "params": params,
+            "metrics": metrics,
+            "decoder": decoder.astype(np.float32),
+            "bias": model.bias.astype(np.float32),
+            "feature_frequency": frequency.astype(np.float32),
+            "history": _history_arrays(model),
+        }
     fields = [f"'obsm[{key_added!r}]'", f"'obs[{heldout_key!r}]'", f"'uns[{key_added!r}]'"]
     if loadings is not None:
         target.varm[f"{key_added}_loadings"] = loadings

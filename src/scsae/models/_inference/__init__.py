@@ -3,7 +3,8 @@
 A strategy turns normalised inputs into feature activations for a trained
 :class:`~scsae.models.SAEModule` (its decoder is the dictionary). The SAE's
 own encoder is the ``"amortized"`` strategy. Strategies that learn something
-of their own (e.g. an unrolled encoder) do it in :meth:`Inference.fit`.
+of their own (e.g. an unrolled encoder) do it in :meth:`Inference.train`,
+through the package's one training path (:mod:`scsae.models._training`).
 """
 
 from ._amortized import Amortized

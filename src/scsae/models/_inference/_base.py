@@ -37,7 +37,7 @@ class Inference:
     """
 
     name: ClassVar[str]
-    #: whether :meth:`fit` must see training data before :meth:`encode`
+    #: whether :meth:`train` must see training data before :meth:`encode`
     needs_fit: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
@@ -45,8 +45,12 @@ class Inference:
             msg = f"{type(self).__name__} takes no options; got {sorted(options)}."
             raise TypeError(msg)
 
-    def fit(self, module: SAEModule, batches: Iterable[Tensor]) -> None:
-        """Learn strategy parameters from normalised training batches (default: nothing)."""
+    def train(self, module: SAEModule, batches: Iterable[Tensor]) -> None:
+        """Learn strategy parameters from normalised training batches (default: nothing).
+
+        Strategies that learn train a Lightning module through
+        :func:`scsae.models._training.run_training`, the path every model trains on.
+        """
 
     def encode(self, module: SAEModule, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Dense activations (mostly zeros), cells x features, in normalised units."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from ..._utils._progress import show_progress
+from ..._utils._embedding import Embedding
 from ._base import Inference, register
 from ._common import check_positive, dictionary_and_target, lipschitz, resolve_k, topk_project
 
@@ -44,8 +44,9 @@ class LISTA(Inference):
     thresholds, and trains them on the cells to minimise the reconstruction
     error through the fixed decoder (plus ``l1 * sum(a)`` when ``k`` is `None`).
     With ``k`` the last layer keeps the ``k`` largest codes (exact L0).
-    :meth:`fit` must see data first (``needs_fit``); the model does that in
-    :meth:`~scsae.models.SparseAutoencoder.get_inference`.
+    :meth:`train` must see data first (``needs_fit``); the model does that in
+    :meth:`~scsae.models.SparseAutoencoder.get_inference`. Training runs through
+    the package's one training path (:func:`scsae.models._training.run_training`).
 
     Parameters
     ----------
@@ -112,8 +113,16 @@ class LISTA(Inference):
             return module.config.k if module.activation.uses_k else None
         return resolve_k(module, self.k)
 
-    def fit(self, module: SAEModule, batches: Iterable[Tensor]) -> None:
-        """Train the unrolled layers on normalised cells, dictionary and encoder frozen."""
+    def train(self, module: SAEModule, batches: Iterable[Tensor]) -> None:
+        """Train the unrolled layers on normalised cells, dictionary and encoder frozen.
+
+        Keeps up to ``max_cells`` cells from ``batches`` and trains on them
+        through the package's one training path (a Lightning plan run by
+        scvi-tools' TrainRunner, on the device of ``module``).
+        """
+        from .._scale import ShuffledBatches
+        from .._training import LossPlan, PlanOwner, batch_data, run_training
+
         kept, n = [], 0
         for b in batches:
             kept.append(b.detach())
@@ -121,43 +130,53 @@ class LISTA(Inference):
             if n >= self.max_cells:
                 break
         if not kept:
-            msg = "LISTA.fit got no cells."
+            msg = "LISTA.train got no cells."
             raise ValueError(msg)
         x_all = torch.cat(kept)[: self.max_cells]
         d, _ = dictionary_and_target(module, x_all[:1])
         k = self._k(module)
         net = _Unrolled(d, self.n_layers, self.l1)
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
-        generator = torch.Generator().manual_seed(self.random_state)
+
+        def loss(x: Tensor) -> Tensor:
+            with torch.no_grad():
+                _, r = dictionary_and_target(module, x)
+                a0 = module.encode(x).detach().to(r.dtype).clamp_min(0)
+            a = net(a0, r, d, k)
+            value = (r - a @ d).pow(2).sum(1).mean() / r.pow(2).sum(1).mean().clamp_min(1e-12)
+            if k is None and self.l1 > 0:
+                value = value + self.l1 * a.sum(1).mean()
+            return value
+
         n_total = x_all.shape[0]
-        batch = min(self.batch_size, n_total)
-        self.history_ = []
-        bar = show_progress(requested=None, cell_passes=n_total * self.n_epochs)
+        cells = Embedding(x_all.cpu().numpy(), "LISTA training cells")
+        rows = np.arange(n_total)
+        batches = ShuffledBatches(
+            cells,
+            rows,
+            min(self.batch_size, n_total),
+            shuffle=True,
+            drop_last=True,
+            seed=self.random_state,
+        )
+        plan = LossPlan(net, loss, lr=self.lr)
+        device = d.device
         with torch.enable_grad():
-            for _ in tqdm(range(self.n_epochs), desc="LISTA", disable=not bar):
-                order = torch.randperm(n_total, generator=generator)
-                total = 0.0
-                for start in range(0, n_total - batch + 1, batch):
-                    x = x_all[order[start : start + batch]].to(d.device)
-                    with torch.no_grad():
-                        _, r = dictionary_and_target(module, x)
-                        a0 = module.encode(x).detach().to(r.dtype).clamp_min(0)
-                    a = net(a0, r, d, k)
-                    err = (r - a @ d).pow(2).sum(1).mean()
-                    loss = err / r.pow(2).sum(1).mean().clamp_min(1e-12)
-                    if k is None and self.l1 > 0:
-                        loss = loss + self.l1 * a.sum(1).mean()
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total += float(loss.detach())
-                self.history_.append(total / max(1, n_total // batch))
+            run_training(
+                plan,
+                batch_data(batches, train_idx=rows),
+                owner=PlanOwner(net),
+                max_epochs=self.n_epochs,
+                accelerator="gpu" if device.type == "cuda" else "cpu",
+                devices=[device.index or 0] if device.type == "cuda" else 1,
+            )
+        net.to(device)
+        self.history_ = list(plan.history)
         self.net_ = net.requires_grad_(requires_grad=False).eval()
 
     @torch.no_grad()
     def encode(self, module: SAEModule, x: Tensor) -> Tensor:
         if self.net_ is None:
-            msg = "LISTA is not fitted; get it from model.get_inference('lista') or call fit()."
+            msg = "LISTA is not fitted; get it from model.get_inference('lista') or call train()."
             raise RuntimeError(msg)
         d, r = dictionary_and_target(module, x)
         net = self.net_.to(device=d.device, dtype=d.dtype)
