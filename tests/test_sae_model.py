@@ -1,5 +1,10 @@
 """The SparseAutoencoder model class: training, architectures, determinism, save/load."""
 
+import re
+import warnings
+from pathlib import Path
+
+import anndata as ad
 import numpy as np
 import pytest
 import torch
@@ -137,25 +142,140 @@ def test_save_load_round_trip(adata, tmp_path):
     model.save(tmp_path / "sae")
     with pytest.raises(FileExistsError, match="overwrite=True"):
         model.save(tmp_path / "sae")
+    # the scvi-tools layout: weights, var_names, and the registry beside the model's state
+    saved = torch.load(tmp_path / "sae" / "model.pt", weights_only=False)
+    assert set(saved) == {"model_state_dict", "var_names", "attr_dict"}
+    assert saved["attr_dict"]["registry_"]["setup_args"]["use_rep"] == "X_emb"
     other = adata.copy()
     loaded = SparseAutoencoder.load(tmp_path / "sae", other)
+    assert loaded.adata is other and loaded.is_trained_
     assert (loaded.get_feature_activations() != model.get_feature_activations()).nnz == 0
+    assert loaded.get_metrics() == model.get_metrics()  # same held-out cells and baseline
     assert loaded.train_params_ == model.train_params_
     assert loaded.history["train_fvu"].equals(model.history["train_fvu"])
-    # wrong dimension, wrong class, newer version
-    wrong = AnnData(np.zeros((50, 2), dtype=np.float32))
-    wrong.obsm["X_emb"] = np.zeros((50, 8), dtype=np.float32)
-    with pytest.raises(ValueError, match="expects 16"):
+    assert loaded.module.config == model.module.config
+    assert loaded.module.encoder_scale == model.module.encoder_scale
+    # with the data saved beside it, no data is needed
+    model.save(tmp_path / "with_data", save_anndata=True)
+    alone = SparseAutoencoder.load(tmp_path / "with_data")
+    assert (alone.get_feature_activations() != model.get_feature_activations()).nnz == 0
+    with pytest.raises(ValueError, match="No data saved"):
+        SparseAutoencoder.load(tmp_path / "sae")
+
+
+def test_load_onto_another_width_class_or_newer_version_is_refused(adata, tmp_path):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=32, k=2)
+    model.save(tmp_path / "sae")
+    wrong = AnnData(obsm={"X_emb": np.zeros((50, 8), dtype=np.float32)})
+    with pytest.raises(
+        ValueError, match=r"obsm\['X_emb'\] has 8 dims but the saved model expects 16"
+    ):
         SparseAutoencoder.load(tmp_path / "sae", wrong)
+    assert "_scvi_uuid" not in wrong.uns  # nothing registered on a refused load
     saved = torch.load(tmp_path / "sae" / "model.pt", weights_only=False)
-    saved["version"] = "99.0"
+    saved["attr_dict"]["scsae_version_"] = "99.0"
     torch.save(saved, tmp_path / "sae" / "model.pt")
     with pytest.raises(ValueError, match="newer"):
-        SparseAutoencoder.load(tmp_path / "sae", other)
-    saved["class"] = "SAMSVAE"
+        SparseAutoencoder.load(tmp_path / "sae", adata)
+    saved["attr_dict"]["registry_"]["model_name"] = "SAMSVAE"
     torch.save(saved, tmp_path / "sae" / "model.pt")
     with pytest.raises(ValueError, match="not a SparseAutoencoder"):
-        SparseAutoencoder.load(tmp_path / "sae", other)
+        SparseAutoencoder.load(tmp_path / "sae", adata)
+
+
+def _save_v0_2(model, path):
+    """Write ``model`` as scsae 0.2's ``SparseAutoencoder.save`` did (its own layout)."""
+    init = model.init_params_
+    path.mkdir(parents=True)
+    torch.save(
+        {
+            "class": "SparseAutoencoder",
+            "version": "0.2.0",
+            "config": model.module.config.to_dict(),
+            "init_params": {**init["non_kwargs"], **init["kwargs"]["config_kwargs"]},
+            "train_params": model.train_params_,
+            "setup": {"use_rep": model.use_rep, "layer": model.layer, "n_dims": model.n_dims},
+            "state_dict": model.module.state_dict(),
+            "history": {key: df[key].tolist() for key, df in model.history_.items()},
+            "is_trained": True,
+            "heldout_mask": model.heldout_mask_,
+            "baseline": model.baseline_,
+        },
+        path / "model.pt",
+    )
+
+
+@pytest.mark.parametrize("setup", [{"use_rep": "X_emb"}, {"use_rep": "X"}])
+def test_previous_release_saves_load_and_convert(adata, tmp_path, setup):
+    SparseAutoencoder.setup_anndata(adata, **setup)
+    model = SparseAutoencoder(adata, n_features=24, k=2, aux_k=4, random_state=5)
+    model.is_trained_ = True  # an untrained SAE encodes too: its weights are what is compared
+    expected = model.get_feature_activations()
+    _save_v0_2(model, tmp_path / "old")
+    other = adata.copy()
+    with pytest.warns(FutureWarning, match=r"scsae 0\.2.*convert_legacy_save"):
+        loaded = SparseAutoencoder.load(tmp_path / "old", other)
+    assert (loaded.get_feature_activations() != expected).nnz == 0
+    assert loaded.module.config.aux_k == 4 and loaded.use_rep == setup["use_rep"]
+    SparseAutoencoder.convert_legacy_save(tmp_path / "old", tmp_path / "new")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the converted files load without a warning
+        converted = SparseAutoencoder.load(tmp_path / "new", adata.copy())
+    assert (converted.get_feature_activations() != expected).nnz == 0
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        SparseAutoencoder.convert_legacy_save(tmp_path / "old", tmp_path / "new")
+    with pytest.raises(ValueError, match="already in the scvi-tools format"):
+        SparseAutoencoder.convert_legacy_save(tmp_path / "new", tmp_path / "again")
+
+
+def test_registration_is_scvi_tools_and_survives_copies_and_h5ad(adata, tmp_path, capsys):
+    SparseAutoencoder.setup_anndata(adata, use_rep="X_emb")
+    model = SparseAutoencoder(adata, n_features=32, k=2)
+    capsys.readouterr()
+    model.view_anndata_setup()
+    assert "adata.obsm['X_emb']" in capsys.readouterr().out
+    assert {"_scvi_uuid", "_scvi_manager_uuid"} <= set(adata.uns)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    for other in (adata.copy(), ad.read_h5ad(tmp_path / "a.h5ad")):
+        model.view_anndata_setup(other)
+        assert "adata.obsm['X_emb']" in capsys.readouterr().out
+        # a new model on the copy needs no new setup_anndata
+        assert SparseAutoencoder(other, n_features=32, k=2).adata is other
+    assert model.adata_manager.adata is adata  # the original keeps its registration
+    SparseAutoencoder.setup_anndata(adata, use_rep="X")
+    SparseAutoencoder(adata, n_features=32, k=2).view_anndata_setup()
+    assert "adata.X" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="view"):
+        SparseAutoencoder.setup_anndata(adata[:100], use_rep="X_emb")
+
+
+def test_one_training_path_for_the_sae_and_lista(adata, monkeypatch):
+    from scvi.train import TrainRunner
+
+    from scsae.models import _training
+
+    assert issubclass(_training.Runner, TrainRunner)  # the runner SAMS-VAE trains with
+    plans = []
+    call = _training.Runner.__call__
+
+    def spy(runner):
+        plans.append(type(runner.training_plan).__name__)
+        return call(runner)
+
+    monkeypatch.setattr(_training.Runner, "__call__", spy)
+    model = _trained(adata, max_epochs=1)
+    model.get_inference("lista", n_epochs=1)
+    assert plans == ["SAETrainingPlan", "LossPlan"]
+    # and no other loop over epochs anywhere in the package
+    src = Path(scsae.__file__).parent
+    loops = [
+        f"{path.relative_to(src)}:{number}"
+        for path in src.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"def fit|for epoch", line)
+    ]
+    assert loops == []
 
 
 def test_encoding_other_data_checks_dimension(adata):
@@ -165,9 +285,12 @@ def test_encoding_other_data_checks_dimension(adata):
     with pytest.raises(ValueError, match="10 dims but the model was built for 16"):
         model.get_feature_activations(new)
     new.obsm["X_emb"] = adata.obsm["X_emb"][:20]
-    np.testing.assert_allclose(
-        model.get_feature_activations(new).toarray(), model.get_feature_activations()[:20].toarray()
-    )
+    expected = model.get_feature_activations()[:20].toarray()
+    np.testing.assert_allclose(model.get_feature_activations(new).toarray(), expected)
+    assert "_scvi_uuid" in new.uns  # other data are registered, as scvi-tools models do
+    view = adata[:20]  # a view is read, not registered (that would turn it into a copy)
+    np.testing.assert_allclose(model.get_feature_activations(view).toarray(), expected)
+    assert view.is_view
 
 
 def test_sparse_x_and_layer_inputs(adata):

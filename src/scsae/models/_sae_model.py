@@ -204,14 +204,24 @@ class SparseAutoencoder(BaseModelClass):
         adata: AnnData,
         required: bool = False,  # noqa: FBT001, FBT002 - the signature of BaseModelClass
     ) -> AnnDataManager | None:
-        """The registration of ``adata``; a copy of registered data gets the original's setup."""
+        """The registration of ``adata``; a copy of registered data gets the original's setup.
+
+        Data registered only on a model instance (given to it after setup) count
+        as registered too.
+        """
         uns = getattr(adata, "uns", None)
-        known = None if uns is None else cls._setup_adata_manager_store.get(uns.get(_SCVI_UUID_KEY))
-        if known is not None and known.adata is not adata:
-            # a copy (or data read back from h5ad in this session): carry the setup over
-            _assign_adata_uuid(adata, overwrite=True)
-            with quiet_scvi():
-                cls.register_manager(known.transfer_fields(adata))
+        uuid = None if uns is None else uns.get(_SCVI_UUID_KEY)
+        known = cls._setup_adata_manager_store.get(uuid)
+        if known is None and uuid is not None:
+            instances = cls._per_instance_manager_store.values()
+            known = next((store[uuid] for store in instances if uuid in store), None)
+        if known is not None:
+            if known.adata is not adata:
+                # a copy (or data read back from h5ad in this session): carry the setup over
+                _assign_adata_uuid(adata, overwrite=True)
+                with quiet_scvi():
+                    known = known.transfer_fields(adata)
+            cls.register_manager(known)
         return super()._get_most_recent_anndata_manager(adata, required=required)
 
     @doc_params(n_features_etc=DOC_ARCHITECTURE)
