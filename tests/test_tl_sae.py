@@ -63,6 +63,8 @@ def test_outputs_and_h5ad_round_trip(pbmc, tmp_path):
     assert result["decoder"].shape == (n_features, 50)
     assert result["feature_frequency"].shape == (n_features,)
     assert result["params"]["use_rep"] == "X_pca"
+    # the registration tl.sae made for its model is gone with the model
+    assert not {"_scvi_uuid", "_scvi_manager_uuid"} & set(pbmc.uns)
     heldout = pbmc.obs[result["params"]["heldout_key"]].to_numpy()
     assert heldout.dtype == bool and heldout.sum() == result["metrics"]["n_heldout_cells"] == 70
     assert {"train_fvu", "validation_fvu", "lr"} <= set(result["history"])
@@ -93,6 +95,7 @@ def test_copy_key_added_and_return_model(adata):
     _unchanged(adata, snap)
     assert "sae2" in out.obsm and "sae2" in out.uns
     assert isinstance(model, scsae.SAE)
+    assert model.adata is out and "_scvi_uuid" in out.uns  # the model keeps its registration
     assert (model.get_feature_activations() != out.obsm["sae2"]).nnz == 0
     assert "sae2_loadings" not in out.varm  # not a PCA
 

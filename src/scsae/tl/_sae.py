@@ -177,6 +177,10 @@ def sae(
         components (NaN rows of ``varm['PCs']``, e.g. genes left out of the PCA) keep
         NaN loadings.
 
+    With ``return_model=True`` the data the model was trained on (the copy with
+    ``copy=True``) keep its scvi-tools registration (``uns['_scvi_uuid']``,
+    ``uns['_scvi_manager_uuid']``); otherwise the registration made here is removed.
+
     Examples
     --------
     >>> import scanpy as sc, scsae
