@@ -1,7 +1,7 @@
 """Model classes and their torch modules.
 
-Each class's module loads on first use, so the SAE never imports scvi-tools
-(see :mod:`scsae._utils._lazy`).
+Each class's module loads on first use (see :mod:`scsae._utils._lazy`): ``import scsae``
+loads no torch, Lightning or scvi-tools; both model classes stand on scvi-tools.
 """
 
 from .._utils._lazy import lazy_exports
