@@ -7,7 +7,7 @@ values, and its reconstruction by gathering the selected decoder rows
 (``embedding_bag``): no cells x features dense activation matrix, decode
 product or dense-to-sparse conversion. Other architectures and inference
 strategies produce dense activations, converted to CSR in torch.
-Everything runs under :func:`torch.inference_mode`.
+The SAE encoder runs under :func:`torch.inference_mode`.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def encode_chunk(module: SAEModule, x: Tensor, inference: Inference | None = Non
         Strategy that infers codes; `None` or the ``"amortized"`` one is the
         SAE encoder (fast path for per-cell top-k architectures).
     """
-    with torch.inference_mode():
-        amortized = inference is None or getattr(inference, "name", None) == "amortized"
+    amortized = inference is None or getattr(inference, "name", None) == "amortized"
+    # inference_mode for the SAE's own encoder; other strategies may keep state for
+    # later autograd (fitted networks), which inference tensors would forbid
+    with torch.inference_mode() if amortized else torch.no_grad():
         k = _per_cell_k(module) if amortized else None
         if k is not None and not module.training:
             return _topk_chunk(module, x, k)
