@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-TOOLS = ("scsae", "scsae-tr", "sparsify", "saelens")
-#: scsae variants: the default recipe (least-squares encoder scale), and the plain transpose
-SCSAE_INIT = {"scsae": "auto", "scsae-tr": "transpose"}
+TOOLS = ("scsae", "scsae-before", "scsae-tr", "sparsify", "saelens")
+#: scsae variants: the default recipe (least-squares encoder scale), the same recipe from
+#: another checkout (``--before-src``: a before/after in the same run), and the plain transpose
+SCSAE_INIT = {"scsae": "auto", "scsae-before": "auto", "scsae-tr": "transpose"}
 
 
 def peak_rss_mib() -> float:
@@ -83,38 +84,55 @@ def _peer_loop(step, params, x, args, n_features, encode):
     return steps_per_epoch * args.batch_size * args.epochs
 
 
-def _evaluate(x, encode_decode, n_features):
+def _evaluate(x_test, x_train, encode_decode, n_features):
+    """Held-out FVU on ``x_test``; dead fraction: features silent on every training cell."""
     import torch
 
     sq, active = 0.0, torch.zeros(n_features, dtype=torch.bool)
     with torch.no_grad():
-        for start in range(0, x.shape[0], 8192):
-            xb = x[start : start + 8192]
-            recon, fired = encode_decode(xb)
-            sq += float((xb - recon).pow(2).sum())
-            active |= fired
-    total = float((x - x.mean(0)).pow(2).sum())
+        for x, is_test in ((x_test, True), (x_train, False)):
+            for start in range(0, x.shape[0], 8192):
+                xb = x[start : start + 8192]
+                recon, fired = encode_decode(xb)
+                if is_test:
+                    sq += float((xb - recon).pow(2).sum())
+                else:
+                    active |= fired
+    total = float((x_test - x_test.mean(0)).pow(2).sum())
     return sq / total, float(1 - active.float().mean())
 
 
 def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue) -> None:
     """Train one tool in this (fresh) process; put a result row or a skip reason."""
+    import sys
     import warnings
 
     warnings.filterwarnings("ignore")
+    if tool == "scsae-before":
+        if not args.before_src:
+            out.put((tool, "skipped: pass --before-src (the src folder of the code before)"))
+            return
+        sys.path.insert(0, args.before_src)
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = np.load(data_file)
     raw = data["x"].astype(np.float32)
-    x = torch.from_numpy((raw - raw.mean(0)) / np.sqrt(((raw - raw.mean(0)) ** 2).sum(1).mean()))
+    raw_test = data["x_test"].astype(np.float32)
+    mean, scale = raw.mean(0), np.sqrt(((raw - raw.mean(0)) ** 2).sum(1).mean())
+    x = torch.from_numpy((raw - mean) / scale)
+    x_test = torch.from_numpy((raw_test - mean) / scale)
     n_features, k, d = args.n_features, args.k, raw.shape[1]
     try:
         if tool in SCSAE_INIT:
             from anndata import AnnData
 
             import scsae
+
+            if tool == "scsae-before" and not scsae.__file__.startswith(args.before_src):
+                out.put((tool, f"failed: imported scsae from {scsae.__file__}"))
+                return
 
             adata = AnnData(obsm={"X_emb": raw})
             scsae.SAE.setup_anndata(adata, use_rep="X_emb")
@@ -131,8 +149,10 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             )
             seconds = time.perf_counter() - start
             cells = (raw.shape[0] // args.batch_size) * args.batch_size * args.epochs
-            m = model.get_metrics()
-            fvu, dead, decoder = m["train_fvu"], m["train_dead_fraction"], model.decoder
+            test = AnnData(obsm={"X_emb": raw_test})
+            scsae.SAE.setup_anndata(test, use_rep="X_emb")
+            fvu = model.get_metrics(test)["fvu"]  # every cell of other data is held out
+            dead, decoder = model.get_metrics()["train_dead_fraction"], model.decoder
             p = model.train_params_
             note = f"kernel={p['kernel']}, encoder_init={p['encoder_init']}, decoder lr {p['decoder_lr']:.2g}"
         elif tool == "sparsify":
@@ -167,7 +187,7 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             cells = _peer_loop(step, sae.parameters(), x, args, n_features, encode_decode)
             seconds = time.perf_counter() - start
             sae.set_decoder_norm_to_unit_norm()
-            fvu, dead = _evaluate(x, encode_decode, n_features)
+            fvu, dead = _evaluate(x_test, x, encode_decode, n_features)
             decoder = sae.W_dec.detach().numpy()
             note = "SparseCoder (fused_encoder + decoder_impl)"
         else:
@@ -208,7 +228,7 @@ def run_tool(tool: str, data_file: str, args: argparse.Namespace, out: mp.Queue)
             start = time.perf_counter()
             cells = _peer_loop(step, sae.parameters(), x, args, n_features, encode_decode)
             seconds = time.perf_counter() - start
-            fvu, dead = _evaluate(x, encode_decode, n_features)
+            fvu, dead = _evaluate(x_test, x, encode_decode, n_features)
             decoder = sae.W_dec.detach().numpy()
             note = "TopKTrainingSAE"
     except Exception as error:  # noqa: BLE001 - a peer failing is reported, not fatal
@@ -241,6 +261,7 @@ def _median_run(results: list) -> dict | str:
     median["note"] += (
         f" (median of {len(done)}: " + "/".join(f"{r['cells/s']:,.0f}" for r in done) + " cells/s)"
     )
+    median["range"] = (done[0]["cells/s"], done[-1]["cells/s"])
     return median
 
 
@@ -251,25 +272,33 @@ def make_data(kind: str, args: argparse.Namespace, path: Path) -> str:
 
         n_true, n_active, seed = args.sim_directions, args.sim_active, args.sim_seed
         adata = scsae.datasets.simulate_superposition(
-            n_obs, 64, n_true, n_active=n_active, random_state=seed
+            n_obs + args.n_test, 64, n_true, n_active=n_active, random_state=seed
         )
-        np.savez(path, x=adata.obsm["X_emb"], true=adata.uns["simulation"]["true_dictionary"])
+        emb = adata.obsm["X_emb"]
+        true = adata.uns["simulation"]["true_dictionary"]
+        np.savez(path, x=emb[:n_obs], x_test=emb[n_obs:], true=true)
         return f"simulate_superposition(64 dims, {n_true} true directions, {n_active} active, seed {seed})"
     import scanpy as sc
 
     pcs = sc.datasets.pbmc68k_reduced().obsm["X_pca"].astype(np.float32)
     rng = np.random.default_rng(0)
-    pick = rng.integers(0, len(pcs), n_obs)
-    x = pcs[pick] + 0.05 * pcs.std(0) * rng.standard_normal((n_obs, pcs.shape[1])).astype(
-        np.float32
-    )
-    np.savez(path, x=x)
+    # held-out cells are jittered copies of cells the training rows never resample
+    test_cells = rng.permutation(len(pcs))[: len(pcs) // 5]
+    train_cells = np.setdiff1d(np.arange(len(pcs)), test_cells)
+
+    def resample(cells, n):
+        pick = rng.choice(cells, n)
+        noise = rng.standard_normal((n, pcs.shape[1])).astype(np.float32)
+        return pcs[pick] + 0.05 * pcs.std(0) * noise
+
+    np.savez(path, x=resample(train_cells, n_obs), x_test=resample(test_cells, args.n_test))
     return f"pbmc68k_reduced X_pca ({pcs.shape[0]} cells x {pcs.shape[1]}) upsampled"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-obs", type=int, default=50_000)
+    parser.add_argument("--n-test", type=int, default=10_000, help="held-out cells (FVU)")
     parser.add_argument("--n-features", type=int, default=1024)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4096)
@@ -281,6 +310,9 @@ def main() -> None:
     parser.add_argument("--sim-directions", type=int, default=256)
     parser.add_argument("--sim-active", type=int, default=8)
     parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument(
+        "--before-src", default=None, help="src folder of another checkout, for scsae-before"
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="interleaved runs per tool; the median speed is kept"
     )
@@ -308,20 +340,30 @@ def main() -> None:
                         queue.get()[1] if not queue.empty() else f"crashed (exit {proc.exitcode})"
                     )
             rows = {tool: _median_run(results) for tool, results in runs.items()}
+            # speed relative to scsae round by round (a slow spell hits both runs of a round)
+            for tool, r in rows.items():
+                pairs = [
+                    a["cells/s"] / b["cells/s"]
+                    for a, b in zip(runs[tool], runs.get("scsae", []), strict=False)
+                    if isinstance(a, dict) and isinstance(b, dict)
+                ]
+                if isinstance(r, dict) and pairs:
+                    r["per-round"] = float(np.median(pairs))
             print(f"\n{kind}: {label}")
-            header = f"{'tool':9s} {'cells/s':>9s} {'x scsae':>7s} {'peak MiB':>8s} {'train MiB':>9s} {'FVU':>6s} {'x scsae':>7s} {'dead':>6s} {'MCC':>6s} {'x scsae':>7s}  note"
+            header = f"{'tool':12s} {'cells/s':>9s} {'range':>15s} {'x scsae':>7s} {'per-round':>9s} {'peak MiB':>8s} {'train MiB':>9s} {'FVU':>6s} {'x scsae':>7s} {'dead':>6s} {'MCC':>6s} {'x scsae':>7s}  note"
             print(header)
             ref = rows.get("scsae") if isinstance(rows.get("scsae"), dict) else None
             for tool, r in rows.items():
                 if not isinstance(r, dict):
-                    print(f"{tool:9s} {r}")
+                    print(f"{tool:12s} {r}")
                     continue
 
                 def ratio(key, r=r, ref=ref):
                     return r[key] / ref[key] if ref and ref[key] else float("nan")
 
                 print(
-                    f"{tool:9s} {r['cells/s']:9,.0f} {ratio('cells/s'):7.2f} {r['peak MiB']:8,.0f} "
+                    f"{tool:12s} {r['cells/s']:9,.0f} {r['range'][0]:7,.0f}-{r['range'][1]:<7,.0f} "
+                    f"{ratio('cells/s'):7.2f} {r.get('per-round', float('nan')):9.2f} {r['peak MiB']:8,.0f} "
                     f"{r['train MiB']:9,.0f} {r['FVU']:6.3f} {ratio('FVU'):7.2f} {r['dead']:6.3f} "
                     f"{r['MCC']:6.3f} {ratio('MCC'):7.2f}  {r['note']}"
                 )

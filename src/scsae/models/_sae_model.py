@@ -26,6 +26,7 @@ from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, describe_rep, embedding_diagnostics, get_embedding
 from .._utils._progress import DOC_PROGRESS_BAR
 from ._architectures import Architecture, get_architecture
+from ._encode import encode_chunk
 from ._inference import Inference, get_inference
 from ._inference._dictionary import check_code_inference
 from ._metrics import (
@@ -694,9 +695,10 @@ class SparseAutoencoder(BaseModelClass):
         recon = np.empty((emb.n_obs, emb.n_dims), dtype=np.float32) if reconstruction else None
         for sl, rows in emb.chunks(batch_size):
             x = torch.from_numpy(rows).to(device)
-            acts = strategy.encode(module, module.normalize(x))
-            x_hat = module.denormalize(module.decode(acts)).cpu().numpy()
-            active = (acts > 0).cpu().numpy()
+            # forward pass straight to CSR (top-k fast path for the SAE encoder)
+            acts, x_hat = encode_chunk(module, module.normalize(x), strategy)
+            x_hat = module.denormalize(x_hat).cpu().numpy()
+            active = acts > 0
             base = (
                 linear_baseline_reconstruction(rows, self.baseline_)
                 if self.baseline_ is not None
@@ -708,12 +710,13 @@ class SparseAutoencoder(BaseModelClass):
                     accs[name].update(
                         rows[keep],
                         x_hat[keep],
-                        active[keep].sum(0),
+                        np.asarray(active[keep].sum(0)).ravel(),
                         int(active[keep].sum()),
                         None if base is None else base[keep],
                     )
             if builder is not None:
-                builder.append((acts * module.input_scale).cpu().numpy())
+                acts.data *= float(module.input_scale)
+                builder.append(acts)
             if recon is not None:
                 recon[sl] = x_hat
         acts_csr = builder.to_csr() if builder is not None else None

@@ -8,17 +8,19 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._architectures import get_architecture
 from ._sae_config import SAEConfig
+from ._scale._sparse_code import sparse_code
 
 ENCODER_INITS = ("auto", "transpose", "least_squares")
 KERNELS = ("auto", "dense", "sparse")
 #: dictionary size from which ``kernel="auto"`` trains with the sparse kernel (the
 #: CPU crossover of the two kernels' step times was near 1,000 features)
 SPARSE_KERNEL_MIN_FEATURES = 1024
+#: cells of each batch on which the AuxK loss is computed (its cost grows with the dead count)
+AUXK_CELLS = 1024
 
 
 class SAEOutput(NamedTuple):
@@ -152,36 +154,17 @@ class SAEModule(nn.Module):
         return total
 
     # --- sparse kernel ----------------------------------------------------------
-    def _selected(self, centred: Tensor, indices: Tensor, rows: Tensor | None) -> Tensor:
-        """Activations of the selected features, recomputed by gathers.
-
-        Gradients reach only the selected encoder rows (no dense backward).
-        """
-        w_enc = F.embedding(indices, self.W_enc)
-        if rows is None:  # cells x k
-            pre = torch.bmm(w_enc, centred.unsqueeze(-1)).squeeze(-1)
-        else:
-            pre = (centred[rows] * w_enc).sum(-1)
-        return torch.relu(pre + self.b_enc[indices]).to(self.W_dec.dtype)
-
     def _forward_sparse(self, x: Tensor) -> SAEOutput:
         centred = x - self.b_dec
         with torch.no_grad():
-            pre = torch.addmm(self.b_enc, centred, self.W_enc.T)
+            plain = centred.detach()
+            pre = torch.addmm(self.b_enc, plain, self.W_enc.T)
             indices, rows = self.activation.select(pre)
-        values = self._selected(centred, indices, rows)
-        n_cells = x.shape[0]
-        if rows is None:
-            k = indices.shape[1]
-            recon = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
-            indices, values = indices.reshape(-1), values.reshape(-1)
-            offsets = torch.arange(n_cells, device=x.device) * k
-        else:
-            counts = torch.bincount(rows, minlength=n_cells)
-            offsets = torch.cumsum(counts, 0) - counts
-            recon = F.embedding_bag(
-                indices, self.W_dec, offsets, per_sample_weights=values, mode="sum"
-            )
+            selected = pre.gather(1, indices) if rows is None else pre[rows, indices]
+        # gradients reach only the selected encoder and decoder rows (see sparse_code)
+        recon, values, indices, offsets = sparse_code(
+            plain, self.b_dec, self.W_enc, self.b_enc, self.W_dec, selected, indices, rows
+        )
         recon = recon + self.b_dec
         residual = x - recon
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
@@ -193,8 +176,10 @@ class SAEModule(nn.Module):
     def _auxk_loss(self, pre: Tensor, centred: Tensor, residual: Tensor) -> Tensor:
         """Let the top dead features model what the live ones missed (Gao et al. 2024).
 
-        One path for both kernels: dead features are chosen without gradient and
-        their activations recomputed by gathers, so only their encoder rows train.
+        One path for both kernels: dead features are chosen without gradient
+        among the first :data:`AUXK_CELLS` cells of the batch (a sub-batch, so
+        that a step with many dead features costs little more than one
+        without) and decoded by :func:`sparse_code`, so only their rows train.
         """
         dead = self.dead_mask()
         n_dead = int(dead.sum())
@@ -203,11 +188,19 @@ class SAEModule(nn.Module):
         aux_k = self.config.aux_k or max(1, self.config.n_input // 2)
         # scale down while fewer features are dead than aux_k: the residual is shared by few
         weight = min(n_dead / aux_k, 1.0)
+        n = min(pre.shape[0], AUXK_CELLS)
         with torch.no_grad():
-            indices = self._top_dead(pre.detach(), dead, min(aux_k, n_dead))[1]
-        values = self._selected(centred, indices, None)
-        residual_hat = F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
-        target = residual.detach()
+            top_pre, indices = self._top_dead(pre[:n].detach(), dead, min(aux_k, n_dead))
+        residual_hat = sparse_code(
+            centred[:n].detach(),
+            self.b_dec,
+            self.W_enc,
+            self.b_enc,
+            self.W_dec,
+            top_pre,
+            indices,
+        )[0]
+        target = residual[:n].detach()
         denom = (target - target.mean(0)).pow(2).sum().clamp_min(1e-12)
         return weight * (residual_hat - target).pow(2).sum() / denom
 
