@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from .._utils._docs import DOC_ADATA, DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, 
 from .._utils._embedding import describe_rep
 from .._utils._progress import DOC_PROGRESS_BAR
 from ..models import SparseAutoencoder
+from ..models._architectures import get_architecture
+from ..models._defaults import k_candidates, sparsity_gain
 
 
 def _pc_loadings(adata: AnnData, use_rep: str | None, decoder: np.ndarray) -> np.ndarray | None:
@@ -38,6 +41,42 @@ def describe_metrics(metrics: dict[str, float]) -> str:
         f"{train}, held-out mean L0 {metrics['heldout_mean_l0']:.1f}, "
         f"dead {metrics['train_dead_fraction']:.1%}"
     )
+
+
+def _select_k(
+    fit: Callable[[int], SparseAutoencoder], n_dims: int
+) -> tuple[SparseAutoencoder, dict[str, Any]]:
+    """Train at each candidate ``k``, largest first; keep the model whose sparsity buys most.
+
+    The score is :func:`~scsae.models._defaults.sparsity_gain` on the held-out
+    cells (SAE FVU over rank-``k`` PCA FVU, both held out). The search walks
+    down from the largest candidate and stops at the first ``k`` that scores
+    worse than the best so far: the curve falls while halving ``k`` costs less
+    than it saves, and rises once cells need more features than ``k``.
+    """
+    rows: dict[str, list[float]] = {
+        "k": [],
+        "heldout_fvu": [],
+        "baseline_fvu_rank_k": [],
+        "score": [],
+    }
+    best, best_score = None, np.inf
+    for k in k_candidates(n_dims):
+        model = fit(k)
+        metrics = model.get_metrics()
+        score = sparsity_gain(metrics["fvu"], metrics["baseline_fvu_rank_k"])
+        for name, value in zip(
+            rows, (k, metrics["fvu"], metrics["baseline_fvu_rank_k"], score), strict=True
+        ):
+            rows[name].append(value)
+        if best is not None and not score < best_score:
+            break
+        best, best_score = model, score
+    selection = {
+        "rule": "argmin held-out FVU / rank-k PCA FVU, k halved from the largest candidate",
+        **{name: np.asarray(values) for name, values in rows.items()},
+    }
+    return best, selection
 
 
 def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
@@ -167,29 +206,46 @@ def sae(
     """
     start = logg.info(f"training sparse autoencoder on {describe_rep(use_rep, layer)}")
     SparseAutoencoder.setup_anndata(adata, use_rep=use_rep, layer=layer)
-    model = SparseAutoencoder(
-        adata,
-        n_features=n_features,
-        expansion_factor=expansion_factor,
-        k=k,
-        architecture=architecture,
-        sparsity_coefficient=sparsity_coefficient,
-        random_state=random_state,
-        **(model_kwargs or {}),
-    )
-    model.train(
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        train_size=train_size,
-        early_stopping=early_stopping,
-        early_stopping_patience=early_stopping_patience,
-        code_inference=code_inference,
-        accelerator=accelerator,
-        devices=devices,
-        enable_progress_bar=enable_progress_bar,
-        **(trainer_kwargs or {}),
-    )
+
+    def fit(k_fit: int | None) -> SparseAutoencoder:
+        model = SparseAutoencoder(
+            adata,
+            n_features=n_features,
+            expansion_factor=expansion_factor,
+            k=k_fit,
+            architecture=architecture,
+            sparsity_coefficient=sparsity_coefficient,
+            random_state=random_state,
+            **(model_kwargs or {}),
+        )
+        model.train(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            train_size=train_size,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            code_inference=code_inference,
+            accelerator=accelerator,
+            devices=devices,
+            enable_progress_bar=enable_progress_bar,
+            **(trainer_kwargs or {}),
+        )
+        return model
+
+    select = k is None and get_architecture(architecture).uses_k and train_size < 1
+    if select:
+        model, selection = _select_k(fit, SparseAutoencoder._get_setup(adata)["n_dims"])
+        logg.info(
+            f"    k {model.module.config.k} selected on held-out cells: "
+            + ", ".join(
+                f"k {kk} {score:.3f}"
+                for kk, score in zip(selection["k"], selection["score"], strict=True)
+            )
+            + " (held-out FVU / rank-k PCA FVU)"
+        )
+    else:
+        model, selection = fit(k), None
     strategy = model.get_inference(inference, **(inference_kwargs or {}))
     activations, metrics, frequency = model.transform(inference=strategy)
     heldout_key = f"{key_added}_heldout"
@@ -209,6 +265,7 @@ def sae(
         ),
         **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
         **model.train_params_,
+        **({"k_selection": selection} if selection is not None else {}),
         **strategy.params(),
         "heldout_key": heldout_key,
         **({"layer": layer} if layer is not None else {}),
