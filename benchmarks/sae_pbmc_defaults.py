@@ -34,9 +34,9 @@ def best_features(acts, labels: np.ndarray) -> dict[str, tuple[float, int]]:
     return out
 
 
-def selected(params: dict) -> str:
+def selected(result: dict) -> str:
     """The held-out score of each ``k`` tried, when ``tl.sae`` selected ``k``."""
-    sel = params.get("k_selection")
+    sel = result.get("k_selection")
     if sel is None:
         return ""
     return (
@@ -65,7 +65,7 @@ def main() -> None:
             indices = ", ".join(str(i) for _, i in best.values())
             where = f" | feature index (first prefix < {first}): {indices}"
         print(
-            f"seed {seed}: {p['n_features']} features, k {p['k']}{selected(p)}, "
+            f"seed {seed}: {p['n_features']} features, k {p['k']}{selected(adata.uns['X_sae'])}, "
             f"best epoch {p['best_epoch']}: "
             f"held-out FVU {m['fvu']:.3f}, rank-k PCA {m['baseline_fvu_rank_k']:.3f} "
             f"(ratio {m['fvu'] / m['baseline_fvu_rank_k']:.2f}), train FVU {m['train_fvu']:.3f} "

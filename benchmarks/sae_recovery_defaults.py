@@ -54,7 +54,7 @@ def main() -> None:
             m, p = result["metrics"], result["params"]
             truth = adata.uns["simulation"]["true_dictionary"]
             recovered = (np.abs(truth @ result["decoder"].T).max(1) >= 0.9).mean()
-            sel = p["k_selection"]
+            sel = result["k_selection"]
             tried = ", ".join(f"{k}: {s:.3f}" for k, s in zip(sel["k"], sel["score"], strict=True))
             print(
                 f"{p['architecture']}, {a} active, seed {seed}: k {p['k']} selected (score by k: {tried}); "

@@ -188,6 +188,11 @@ def sae(
         Reconstruction of a cell with no active feature.
     ``adata.uns[key_added]['feature_frequency']`` : :class:`numpy.ndarray` (features)
         Fraction of cells in which each feature is active.
+    ``adata.uns[key_added]['k_selection']`` : `dict`
+        Only when ``k`` was selected (``k=None`` with a TopK-type architecture and
+        held-out cells; ``params['k_selected']``): the candidates ``k`` tried,
+        largest first, their ``heldout_fvu``, ``baseline_fvu_rank_k`` and ``score``
+        (the ratio of the two; the lowest wins) and the ``rule``.
     ``adata.uns[key_added]['history']`` : `dict` of arrays
         Per-epoch training metrics (``train_fvu``, ``validation_fvu``, ``train_l0``,
         ``dead_fraction``, ``lr``...).
@@ -265,7 +270,7 @@ def sae(
         ),
         **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
         **model.train_params_,
-        **({"k_selection": selection} if selection is not None else {}),
+        "k_selected": selection is not None,
         **strategy.params(),
         "heldout_key": heldout_key,
         **({"layer": layer} if layer is not None else {}),
@@ -282,6 +287,7 @@ def sae(
         "bias": model.bias.astype(np.float32),
         "feature_frequency": frequency.astype(np.float32),
         "history": _history_arrays(model),
+        **({"k_selection": selection} if selection is not None else {}),
     }
     fields = [f"'obsm[{key_added!r}]'", f"'obs[{heldout_key!r}]'", f"'uns[{key_added!r}]'"]
     if loadings is not None:
