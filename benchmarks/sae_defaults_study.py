@@ -8,7 +8,8 @@ otherwise default settings (held-out split, model selection), and prints per run
 held-out FVU, the rank-k PCA baseline (fitted on the training cells), held-out / train FVU, and
 the mean over groups of the best feature's AUROC for that group (``bulk_labels`` for pbmc;
 8 k-means clusters of the embedding for all). ``--unseen`` runs the chosen defaults (``k`` selected) on
-an embedding the study did not use (Norman 2019, PCA of log-normalised counts).
+an embedding the study did not use (Norman 2019, PCA of log-normalised counts); ``--defaults``
+runs the shipped defaults on every embedding and then on that unseen one.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def pbmc() -> AnnData:
 
 
 def papalexi(n_cells: int = 4000) -> AnnData:
-    adata = sc.read_h5ad(DATA / "papalexi2021_sceptredata.h5ad")
+    adata = scsae.datasets.papalexi2021(DATA / "papalexi2021_sceptredata.h5ad")
     rng = np.random.default_rng(0)
     adata = adata[np.sort(rng.choice(adata.n_obs, n_cells, replace=False))].copy()
     return AnnData(obs=adata.obs[[]], obsm={"X_emb": _log_pca(adata, 50)})
@@ -108,6 +109,9 @@ def run(adata: AnnData, **options) -> dict[str, float]:
         "heldout_over_train": m["fvu"] / m["train_fvu"],
         "dead": m["train_dead_fraction"],
         "best_epoch": p["best_epoch"],
+        "k_tried": "/".join(str(k) for k in result["k_selection"]["k"])
+        if "k_selection" in result
+        else "",
         "auroc_clusters": best_auroc(adata.obsm["X_sae"], adata.obs["clusters"].to_numpy()),
         "seconds": time.perf_counter() - start,
     }
@@ -131,11 +135,19 @@ def main() -> None:
     parser.add_argument("--embeddings", default=",".join(EMBEDDINGS))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--unseen", action="store_true")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the shipped defaults (k selected) on every embedding and the unseen one",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    if args.unseen:
+    if args.defaults:
+        jobs = [(name, EMBEDDINGS[name], [None]) for name in args.embeddings.split(",")]
+        jobs.append(("norman_pca (unseen)", norman_pca, [None]))
+    elif args.unseen:
         jobs = [("norman_pca (unseen)", norman_pca, [None])]
     else:
         jobs = [(name, EMBEDDINGS[name], CELLS_PER_FEATURE) for name in args.embeddings.split(",")]

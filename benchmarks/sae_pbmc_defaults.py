@@ -34,6 +34,18 @@ def best_features(acts, labels: np.ndarray) -> dict[str, tuple[float, int]]:
     return out
 
 
+def selected(result: dict) -> str:
+    """The held-out score of each ``k`` tried, when ``tl.sae`` selected ``k``."""
+    sel = result.get("k_selection")
+    if sel is None:
+        return ""
+    return (
+        " (selected; "
+        + ", ".join(f"k {k}: {s:.3f}" for k, s in zip(sel["k"], sel["score"], strict=True))
+        + ")"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", default="0,1,2,3,4")
@@ -53,7 +65,8 @@ def main() -> None:
             indices = ", ".join(str(i) for _, i in best.values())
             where = f" | feature index (first prefix < {first}): {indices}"
         print(
-            f"seed {seed}: {p['n_features']} features, k {p['k']}, best epoch {p['best_epoch']}: "
+            f"seed {seed}: {p['n_features']} features, k {p['k']}{selected(adata.uns['X_sae'])}, "
+            f"best epoch {p['best_epoch']}: "
             f"held-out FVU {m['fvu']:.3f}, rank-k PCA {m['baseline_fvu_rank_k']:.3f} "
             f"(ratio {m['fvu'] / m['baseline_fvu_rank_k']:.2f}), train FVU {m['train_fvu']:.3f} "
             f"(held-out/train {m['fvu'] / m['train_fvu']:.2f}); best AUROC "

@@ -288,7 +288,7 @@ PURITY = {"B": 0.9, "CD14+ monocyte": 0.85, "NK": 0.6, "T": 0.9}
 @pytest.fixture(scope="module")
 def pbmc():
     adata = sc.datasets.pbmc68k_reduced()
-    scsae.tl.sae(adata, n_features=64, max_epochs=200, random_state=0)
+    scsae.tl.sae(adata, n_features=64, k=16, max_epochs=200, random_state=0)
     scsae.tl.feature_genes(adata)  # auto: the PCA covers 309 of 765 genes -> association
     assert adata.uns["X_sae_genes"]["params"]["method"] == "association"
     labels = adata.obs["bulk_labels"].astype(str)

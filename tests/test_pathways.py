@@ -159,7 +159,7 @@ def test_simulated_programmes_ranked_first_by_trained_sae():
     """Must show: features of a real SAE that recover a programme get it ranked first."""
     adata, sets = programmes(n_cells=400, n_genes=160, n_prog=8, genes_per=15, seed=3)
     sc.pp.pca(adata, n_comps=16)
-    scsae.tl.sae(adata, max_epochs=60, random_state=0)
+    scsae.tl.sae(adata, k=8, max_epochs=60, random_state=0)
     acts = adata.obsm["X_sae"].toarray()
     truth = adata.obsm["programmes"]
     a = (acts - acts.mean(0)) / (acts.std(0) + 1e-12)

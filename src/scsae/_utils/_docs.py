@@ -29,9 +29,12 @@ expansion_factor
     Features per input dimension when ``n_features`` is not given.
 k
     Active features per cell for ``"topk"`` (exactly ``k``), ``"batchtopk"`` and
-    ``"matryoshka"`` (``k`` on average). Defaults to ``min(16, n_dims // 2)``: a cell is
-    described by a handful of programmes, and with ``k`` near the input dimension the
-    SAE could reconstruct without being sparse (``k >= n_dims`` is refused).
+    ``"matryoshka"`` (``k`` on average). `None`: :func:`scsae.tl.sae` selects it on the
+    held-out cells among ``min(16, n_dims // 2)`` and the powers of two below it (the
+    ``k`` whose held-out FVU is lowest relative to a rank-``k`` PCA's, recorded in
+    ``params['k_selection']``); the model class takes ``min(16, n_dims // 2)``. With
+    ``k`` near the input dimension the SAE could reconstruct without being sparse
+    (``k >= n_dims`` is refused).
 architecture
     Name of the SAE architecture: ``"topk"``, ``"batchtopk"``, ``"matryoshka"``
     (BatchTopK whose nested prefixes of features must reconstruct alone: coarse

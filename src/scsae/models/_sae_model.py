@@ -26,6 +26,13 @@ from .._utils._docs import DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, doc_params
 from .._utils._embedding import Embedding, describe_rep, embedding_diagnostics, get_embedding
 from .._utils._progress import DOC_PROGRESS_BAR
 from ._architectures import Architecture, get_architecture
+from ._defaults import (
+    default_batch_size,
+    default_k,
+    default_lr,
+    default_max_epochs,
+    default_n_features,
+)
 from ._encode import encode_chunk
 from ._inference import Inference, get_inference
 from ._inference._dictionary import check_code_inference
@@ -60,48 +67,6 @@ MIN_CELLS = 10
 INFERENCE_BATCH = 8192
 MEDIAN_SAMPLE = 10_000
 CALIBRATION_SAMPLE = 50_000
-STEPS_TARGET = 3000
-#: cells per feature below which a default dictionary is not made wider
-CELLS_PER_FEATURE = 10
-
-
-def default_k(n_dims: int) -> int:
-    """``min(16, n_dims // 2)``, at least 1."""
-    return max(1, min(16, n_dims // 2))
-
-
-def default_n_features(n_dims: int, n_obs: int, k: int, expansion_factor: float) -> int:
-    """``expansion_factor * n_dims``, capped at ``n_obs // 10`` (and at least ``k + 1``).
-
-    The cap keeps at least :data:`CELLS_PER_FEATURE` cells per feature:
-    with fewer, the dictionary memorises training cells and its held-out FVU
-    rises (``pbmc68k_reduced``: 700 cells, 350 features: held-out FVU 0.19,
-    training 0.05; 64 features: 0.15 and 0.07; the study in docs/sae.md).
-    """
-    cap = n_obs // CELLS_PER_FEATURE
-    return int(max(k + 1, min(round(expansion_factor * n_dims), cap)))
-
-
-def default_batch_size(n_train: int) -> int:
-    """``n_train // 8`` clipped to 32-4096 (and to ``n_train``)."""
-    return int(min(n_train, max(32, min(4096, n_train // 8))))
-
-
-def default_lr(n_features: int) -> float:
-    """``6e-4 / sqrt(n_features / 2**14)`` capped at ``1e-2``.
-
-    The ``1/sqrt(width)`` scaling of Gao et al. (2024), with a constant 3x theirs:
-    single-cell dictionaries are 10-100x narrower than LLM ones and their constant
-    left simulated dictionaries unrecovered after thousands of steps (32% of true
-    directions at 1,000 steps against 99.6% at 3x).
-    """
-    return float(min(1e-2, 6e-4 / math.sqrt(n_features / 2**14)))
-
-
-def default_max_epochs(n_train: int, batch_size: int) -> int:
-    """Enough epochs for about 3,000 steps, between 1 and 1,000."""
-    steps_per_epoch = max(1, n_train // batch_size)
-    return int(min(1000, max(1, math.ceil(STEPS_TARGET / steps_per_epoch))))
 
 
 class SparseAutoencoder(BaseModelClass):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from .._utils._docs import DOC_ADATA, DOC_ARCHITECTURE, DOC_TRAIN, DOC_USE_REP, 
 from .._utils._embedding import describe_rep
 from .._utils._progress import DOC_PROGRESS_BAR
 from ..models import SparseAutoencoder
+from ..models._architectures import get_architecture
+from ..models._defaults import k_candidates, sparsity_gain
 from ..models._sae_model import registration_scope
 
 
@@ -41,6 +44,42 @@ def describe_metrics(metrics: dict[str, float]) -> str:
     )
 
 
+def _select_k(
+    fit: Callable[[int], SparseAutoencoder], n_dims: int
+) -> tuple[SparseAutoencoder, dict[str, Any]]:
+    """Train at each candidate ``k``, largest first; keep the model whose sparsity buys most.
+
+    The score is :func:`~scsae.models._defaults.sparsity_gain` on the held-out
+    cells (SAE FVU over rank-``k`` PCA FVU, both held out). The search walks
+    down from the largest candidate and stops at the first ``k`` that scores
+    worse than the best so far: the curve falls while halving ``k`` costs less
+    than it saves, and rises once cells need more features than ``k``.
+    """
+    rows: dict[str, list[float]] = {
+        "k": [],
+        "heldout_fvu": [],
+        "baseline_fvu_rank_k": [],
+        "score": [],
+    }
+    best, best_score = None, np.inf
+    for k in k_candidates(n_dims):
+        model = fit(k)
+        metrics = model.get_metrics()
+        score = sparsity_gain(metrics["fvu"], metrics["baseline_fvu_rank_k"])
+        for name, value in zip(
+            rows, (k, metrics["fvu"], metrics["baseline_fvu_rank_k"], score), strict=True
+        ):
+            rows[name].append(value)
+        if best is not None and not score < best_score:
+            break
+        best, best_score = model, score
+    selection = {
+        "rule": "argmin held-out FVU / rank-k PCA FVU, k halved from the largest candidate",
+        **{name: np.asarray(values) for name, values in rows.items()},
+    }
+    return best, selection
+
+
 def _history_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
     return {key: df[key].to_numpy(dtype=np.float64) for key, df in model.history.items()}
 
@@ -53,14 +92,38 @@ def _train_and_encode(
     train_kwargs: dict[str, Any],
     inference: str,
     inference_kwargs: dict[str, Any] | None,
-) -> tuple[SparseAutoencoder, tuple[Any, dict[str, float], np.ndarray, Any]]:
-    """Register, build, train and encode every cell; writes nothing but the registration."""
+) -> tuple[SparseAutoencoder, tuple[Any, dict[str, float], np.ndarray, Any], dict | None]:
+    """Register, build, train (selecting ``k`` when not given) and encode every cell.
+
+    Writes nothing but the registration.
+    """
     SparseAutoencoder.setup_anndata(adata, **setup)
-    model = SparseAutoencoder(adata, **model_kwargs)
-    model.train(**train_kwargs)
+
+    def fit(k_fit: int | None) -> SparseAutoencoder:
+        model = SparseAutoencoder(adata, **{**model_kwargs, "k": k_fit})
+        model.train(**train_kwargs)
+        return model
+
+    select = (
+        model_kwargs.get("k") is None
+        and get_architecture(model_kwargs["architecture"]).uses_k
+        and train_kwargs["train_size"] < 1
+    )
+    if select:
+        model, selection = _select_k(fit, SparseAutoencoder._get_setup(adata)["n_dims"])
+        logg.info(
+            f"    k {model.module.config.k} selected on held-out cells: "
+            + ", ".join(
+                f"k {kk} {score:.3f}"
+                for kk, score in zip(selection["k"], selection["score"], strict=True)
+            )
+            + " (held-out FVU / rank-k PCA FVU)"
+        )
+    else:
+        model, selection = fit(model_kwargs.get("k")), None
     strategy = model.get_inference(inference, **(inference_kwargs or {}))
     activations, metrics, frequency = model.transform(inference=strategy)
-    return model, (activations, metrics, frequency, strategy)
+    return model, (activations, metrics, frequency, strategy), selection
 
 
 @doc_params(
@@ -168,6 +231,11 @@ def sae(
         Reconstruction of a cell with no active feature.
     ``adata.uns[key_added]['feature_frequency']`` : :class:`numpy.ndarray` (features)
         Fraction of cells in which each feature is active.
+    ``adata.uns[key_added]['k_selection']`` : `dict`
+        Only when ``k`` was selected (``k=None`` with a TopK-type architecture and
+        held-out cells; ``params['k_selected']``): the candidates ``k`` tried,
+        largest first, their ``heldout_fvu``, ``baseline_fvu_rank_k`` and ``score``
+        (the ratio of the two; the lowest wins) and the ``rule``.
     ``adata.uns[key_added]['history']`` : `dict` of arrays
         Per-epoch training metrics (``train_fvu``, ``validation_fvu``, ``train_l0``,
         ``dead_fraction``, ``lr``...).
@@ -193,7 +261,7 @@ def sae(
     target = adata.copy() if copy else adata
     # the registration is tl.sae's own business: undone on error, and kept only with the model
     with registration_scope(target, keep=return_model):
-        model, outputs = _train_and_encode(
+        model, outputs, selection = _train_and_encode(
             target,
             setup={"use_rep": use_rep, "layer": layer},
             model_kwargs={
@@ -239,6 +307,7 @@ def sae(
             ),
             **{key: value for key, value in (model_kwargs or {}).items() if key != "kernel"},
             **model.train_params_,
+            "k_selected": selection is not None,
             **strategy.params(),
             "heldout_key": heldout_key,
             **({"layer": layer} if layer is not None else {}),
@@ -254,6 +323,7 @@ def sae(
             "bias": model.bias.astype(np.float32),
             "feature_frequency": frequency.astype(np.float32),
             "history": _history_arrays(model),
+            **({"k_selection": selection} if selection is not None else {}),
         }
     fields = [f"'obsm[{key_added!r}]'", f"'obs[{heldout_key!r}]'", f"'uns[{key_added!r}]'"]
     if loadings is not None:
