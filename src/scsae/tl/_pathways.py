@@ -254,7 +254,9 @@ def link_pathways(
     decoupler scores samples: ``ulm`` (default; t value of a univariate linear model
     of the gene scores on the set's weights), ``mlm``, ``ora`` (over-representation
     of the set among the feature's top genes), ``gsea``, ``aucell``, ``zscore``,
-    ``viper``, ``waggr``... All features are scored in one call. Features whose gene
+    ``viper``, ``waggr``... All features are scored in one call; ``ulm`` (without
+    ``method_kwargs``) is computed through a sparse product of the gene scores with
+    the sets' weights, equal to decoupler's (tested) and fast at atlas scale. Features whose gene
     scores are all zero (dead or untested) are kept, with NaN scores, never dropped.
 
     **Gene universe.** Decoupler sees only the genes of the ``feature_genes``
