@@ -398,7 +398,7 @@ def feature_genes(
         of a feature that mixes cell types at weak activations but costs power on a
         broad state: on Papalexi et al. 2021 (20,729 cells), the feature lowest in
         the IFN-gamma pathway knockouts links to the interferon-gamma Hallmark set
-        at calibrated q < 0.05 in 4 of 4 seeds with all active cells, in 1 of 4 with
+        at calibrated q < 0.05 in 5 of 5 seeds with all active cells, in 2 of 5 with
         the 100 most activated (``benchmarks/pathways_papalexi.py``); the
         ``pbmc68k_reduced`` cell-type labels hold either way.
     min_cells
