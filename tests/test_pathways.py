@@ -181,6 +181,52 @@ def test_simulated_programmes_ranked_first_by_trained_sae():
     assert rates["association"] >= 0.9
 
 
+def test_sparse_ulm_equals_decoupler(scored):
+    """The sparse ulm of link_pathways gives decoupler.mt.ulm's numbers (binary and signed sets)."""
+    adata, sets = scored
+    rng = np.random.default_rng(0)
+    genes = np.asarray(adata.var_names)
+    signed = pd.DataFrame(
+        [
+            (f"W{i}", g, w)
+            for i in range(4)
+            for g, w in zip(
+                genes[rng.choice(120, 30, replace=False)], rng.normal(size=30), strict=True
+            )
+        ],
+        columns=["source", "target", "weight"],
+    )
+    for net in (sets, signed):
+        scsae.tl.link_pathways(adata, net, n_perm=0, key_added="fast")
+        # any decoupler option (here its default tval=True) sends ulm to decoupler itself
+        scsae.tl.link_pathways(adata, net, n_perm=0, key_added="dc", method_kwargs={"tval": True})
+        fast, dc = adata.uns["fast"], adata.uns["dc"]
+        np.testing.assert_allclose(fast["scores"], dc["scores"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fast["pvals_adj"], dc["pvals_adj"], rtol=1e-5, atol=1e-7)
+        assert list(fast["sources"]) == list(dc["sources"])
+
+
+def test_t_p_values_tabulated_within_float32():
+    """Large arrays get Student's t tail from a table: relative error far below float32's."""
+    from scipy import special
+
+    from scsae.tl._pathways import _two_sided_t_p
+
+    rng = np.random.default_rng(0)
+    for df in (3, 298, 19998):
+        t = np.concatenate([rng.normal(scale=4, size=300_000), rng.uniform(-40, 40, 1000)])
+        exact = 2 * special.stdtr(df, -np.abs(t))
+        p = _two_sided_t_p(t, df)
+        ok = exact > 1e-250
+        assert np.max(np.abs(p[ok] / exact[ok] - 1)) < 1e-8
+        assert np.all(p[~ok] < 1e-240)
+    small = np.array([0.0, 1.5, -2.0, np.nan, np.inf])
+    np.testing.assert_allclose(
+        _two_sided_t_p(small, 10)[:3], 2 * special.stdtr(10, -np.abs(small[:3]))
+    )
+    assert np.isnan(_two_sided_t_p(small, 10)[3])
+
+
 @needs_shared
 def test_geneset_loaders_read_local_files():
     net = scsae.datasets.hallmark(HALLMARK)

@@ -329,7 +329,7 @@ def feature_genes(
     layer: str | None = None,
     use_raw: bool | None = None,
     mod: str | None = None,
-    n_top_cells: int | None = 100,
+    n_top_cells: int | None = None,
     min_cells: int = 5,
     statistic: Literal["t", "smd"] = "t",
     chunk_size: int = 256,
@@ -351,8 +351,8 @@ def feature_genes(
         they do not score 0.
     ``"association"``
         For any embedding (scVI, totalVI, MOFA, WNN, a PCA of some genes...): each
-        feature's most activated cells are compared with the cells where it is
-        inactive, gene by gene, on log-normalised expression (Welch's t test,
+        feature's active cells (or its ``n_top_cells`` most activated) are compared
+        with the cells where it is inactive, gene by gene, on log-normalised expression (Welch's t test,
         :func:`scipy.stats.ttest_ind_from_stats`, or the standardised mean
         difference as score). All features are tested at once through sparse group
         sums, with two-sided p-values and Benjamini-Hochberg adjustment
@@ -391,12 +391,19 @@ def feature_genes(
         present and no ``layer`` is given, as :func:`scanpy.tl.rank_genes_groups`.
     {mod}
     n_top_cells
-        Cells per feature in the "top-activating" group: its ``n_top_cells`` most
-        activated cells (fewer when it is active in fewer). The most activated cells
-        define what a feature stands for; a dense feature's weakly activated cells
-        mix in other cell types and blur its genes (on ``pbmc68k_reduced``, monocyte
-        features list FCN1 and CST3 in their top 20 genes with 100 cells, only FCN1
-        with all 206 active cells). `None` uses every cell where the feature is active.
+        Cells per feature in the "active" group. `None` (default): every cell where
+        the feature is active, against the cells where it is off: the split the SAE
+        itself makes. An integer keeps only the feature's ``n_top_cells`` most
+        activated cells (fewer when it is active in fewer), which sharpens the genes
+        of a feature that mixes cell types at weak activations but costs power on a
+        broad state: on Papalexi et al. 2021 (20,729 cells), the feature lowest in
+        the IFN-gamma pathway knockouts links to the interferon-gamma Hallmark set
+        at calibrated q < 0.05 in 5 of 5 seeds with all active cells, in 2 of 5 with
+        the 100 most activated (``benchmarks/pathways_papalexi.py``). On
+        ``pbmc68k_reduced`` the four cell types are found either way with a
+        64-feature SAE (tested); with the SAE defaults (seed 0) the CD14+ monocyte
+        feature keeps FCN1 but loses CST3 from its top 20 genes with all active
+        cells (a mixed-monocyte feature), where ``n_top_cells=100`` keeps both.
     min_cells
         Features active in fewer cells (or inactive in fewer cells) are not tested:
         score 0, p-value 1, ``tested`` False. They are kept, never dropped.
