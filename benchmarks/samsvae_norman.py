@@ -79,7 +79,7 @@ def main() -> None:
         parser.error("pass --path to norman2019_subset.h5ad")
     torch.set_num_threads(args.threads)
 
-    adata = ad.read_h5ad(args.path)
+    adata = scsae.datasets.norman2019(args.path)
     doubles = unseen_doubles(adata)
     scsae.tl.perturbation_split(
         adata, perturbation_key=KEY, holdout="combinations", combinations=doubles

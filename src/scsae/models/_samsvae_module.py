@@ -30,17 +30,19 @@ import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
+from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal, kl_divergence
 
 DOSAGE_KEY = "dosage"
 VARIANTS = ("samsvae", "additive", "cvae")
 GUIDES = ("mean_field", "correlated")
 COVARIANCES = ("full", "diagonal")
+DECODERS = ("mlp", "linear")
 OFFSET_GUIDES = ("tilt", "subtract", "none")
 Variant = Literal["samsvae", "additive", "cvae"]
 Guide = Literal["mean_field", "correlated"]
 Covariance = Literal["full", "diagonal"]
+Decoder = Literal["mlp", "linear"]
 OffsetGuide = Literal["tilt", "subtract", "none"]
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Sequential:
@@ -59,7 +61,7 @@ def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Seq
 
 def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Log density of independent normals, summed over the last axis."""
-    return (-0.5 * ((x - mean) / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI).sum(-1)
+    return Independent(Normal(mean, scale), 1).log_prob(x)
 
 
 def nb_log_likelihood(
@@ -80,13 +82,14 @@ def nb_log_likelihood(
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``KL(N(mean, scale^2) || N(0, 1))`` summed over the last axis."""
-    return (0.5 * (mean**2 + scale**2 - 1) - torch.log(scale)).sum(-1)
+    return kl_divergence(Normal(mean, scale), Normal(0.0, 1.0)).sum(-1)
 
 
-def kl_bernoulli(probs: torch.Tensor, prior: float, eps: float = 1e-6) -> torch.Tensor:
+def kl_bernoulli(probs: torch.Tensor, prior: float) -> torch.Tensor:
     """``KL(Bernoulli(probs) || Bernoulli(prior))`` summed over the last axis."""
-    q = probs.clamp(eps, 1 - eps)
-    return (q * torch.log(q / prior) + (1 - q) * torch.log((1 - q) / (1 - prior))).sum(-1)
+    return kl_divergence(
+        Bernoulli(probs=probs), Bernoulli(probs=torch.full_like(probs, prior))
+    ).sum(-1)
 
 
 class SAMSVAEModule(BaseModuleClass):
@@ -136,6 +139,10 @@ class SAMSVAEModule(BaseModuleClass):
     embedding_init
         Standard deviation of the random initial embedding means (see
         :class:`~scsae.models.SAMSVAE`).
+    decoder
+        ``"mlp"`` (``n_layers`` hidden layers) or ``"linear"``: gene proportions
+        ``softmax(W z + b)``, under which shifts that add in the latent add in log
+        expression (see :class:`~scsae.models.SAMSVAE`).
     """
 
     def __init__(
@@ -158,6 +165,7 @@ class SAMSVAEModule(BaseModuleClass):
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
         embedding_init: float = 3.0,
+        decoder: Decoder = "mlp",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -174,6 +182,9 @@ class SAMSVAEModule(BaseModuleClass):
             raise ValueError(msg)
         if basal_covariance not in COVARIANCES:
             msg = f"basal_covariance={basal_covariance!r} is not one of {COVARIANCES}."
+            raise ValueError(msg)
+        if decoder not in DECODERS:
+            msg = f"decoder={decoder!r} is not one of {DECODERS}."
             raise ValueError(msg)
         if not 0 < mask_prior < 1:
             msg = f"mask_prior={mask_prior} must be in (0, 1)."
@@ -225,9 +236,13 @@ class SAMSVAEModule(BaseModuleClass):
             self.register_buffer("latent_transform", torch.eye(n_latent))
 
         n_dec_in = n_latent + (n_perturbations if variant == "cvae" else 0) + self.n_batch
-        self.decoder = nn.Sequential(
-            _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
-        )
+        if decoder == "linear":
+            self.decoder = nn.Sequential(nn.Linear(n_dec_in, n_input))
+        else:
+            self.decoder = nn.Sequential(
+                _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
+            )
+        self.decoder_kind = decoder
         self.log_theta = nn.Parameter(torch.full((n_input,), math.log(10.0)))
 
         # variational globals
@@ -355,7 +370,7 @@ class SAMSVAEModule(BaseModuleClass):
         self.enc_mean.weight.copy_(m.T @ self.enc_mean.weight)
         self.enc_mean.bias.copy_(self.enc_mean.bias @ m)
         inverse_t = torch.linalg.inv(m).T
-        first = self.decoder[0][0]
+        first = self.decoder[0] if self.decoder_kind == "linear" else self.decoder[0][0]
         first.weight[:, :n] = first.weight[:, :n] @ inverse_t
         if self.enc_offset is not None:  # the offset it reads is mapped too
             self.enc_offset.weight.copy_(self.enc_offset.weight @ inverse_t)
@@ -443,13 +458,14 @@ class SAMSVAEModule(BaseModuleClass):
         """``log q(z_b)`` summed over the latent dimensions."""
         if self.basal_covariance == "diagonal":
             return normal_log_prob(z, mean, scale)
+        # z = mean + y @ T with y ~ N(0, L L^T): the density of y at (z - mean) T^-1, over |det T|
         transform = self.latent_transform
-        resid = ((z - mean) @ torch.linalg.inv(transform)).unsqueeze(-1)
-        tril = scale.expand(*resid.shape[:-2], -1, -1)
-        white = torch.linalg.solve_triangular(tril, resid, upper=False).squeeze(-1)
-        log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
-        log_det = log_det + torch.linalg.slogdet(transform)[1]
-        return -0.5 * (white**2).sum(-1) - log_det - 0.5 * self.n_latent * LOG_2PI
+        resid = z - mean
+        if self._untransformed():
+            return MultivariateNormal(torch.zeros_like(resid), scale_tril=scale).log_prob(resid)
+        y = resid @ torch.linalg.inv(transform)
+        log_q = MultivariateNormal(torch.zeros_like(y), scale_tril=scale).log_prob(y)
+        return log_q - torch.linalg.slogdet(transform)[1]
 
     def basal_factor(self, scale: torch.Tensor) -> torch.Tensor:
         """Square root ``A = T^T L`` of the covariance ``Sigma = A A^T`` of a full ``q(z_b)``.
