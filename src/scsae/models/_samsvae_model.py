@@ -125,6 +125,10 @@ class SAMSVAE(BaseModelClass):
         expression, so a combination's predicted effect is the sum of its parts' (up to
         the normalisation of the softmax). Through an MLP the sum of two shifts lands
         where no training cell was and the decoder's response there is unconstrained.
+        ``"linear_shift"``: ``softmax(f(z_b) + W s)``, an MLP ``f`` of the basal latent
+        plus a linear map of the perturbation offset ``s = sum_t d_t (e_t * m_t)`` (of the
+        dosage for ``variant="cvae"``): basal variation stays non-linear while
+        perturbation effects add in log expression.
     random_state
         Seed of the weight initialisation (the global torch RNG is left untouched).
 

@@ -36,12 +36,12 @@ DOSAGE_KEY = "dosage"
 VARIANTS = ("samsvae", "additive", "cvae")
 GUIDES = ("mean_field", "correlated")
 COVARIANCES = ("full", "diagonal")
-DECODERS = ("mlp", "linear")
+DECODERS = ("mlp", "linear", "linear_shift")
 OFFSET_GUIDES = ("tilt", "subtract", "none")
 Variant = Literal["samsvae", "additive", "cvae"]
 Guide = Literal["mean_field", "correlated"]
 Covariance = Literal["full", "diagonal"]
-Decoder = Literal["mlp", "linear"]
+Decoder = Literal["mlp", "linear", "linear_shift"]
 OffsetGuide = Literal["tilt", "subtract", "none"]
 
 
@@ -140,9 +140,11 @@ class SAMSVAEModule(BaseModuleClass):
         Standard deviation of the random initial embedding means (see
         :class:`~scsae.models.SAMSVAE`).
     decoder
-        ``"mlp"`` (``n_layers`` hidden layers) or ``"linear"``: gene proportions
-        ``softmax(W z + b)``, under which shifts that add in the latent add in log
-        expression (see :class:`~scsae.models.SAMSVAE`).
+        ``"mlp"`` (``n_layers`` hidden layers), ``"linear"``: gene proportions
+        ``softmax(W z + b)``, or ``"linear_shift"``: ``softmax(f(z_b) + W s)``, an MLP of
+        the basal latent plus a linear map of the perturbation offset ``s`` (of the dosage
+        for the CVAE), under which perturbation effects add in log expression (see
+        :class:`~scsae.models.SAMSVAE`).
     """
 
     def __init__(
@@ -235,7 +237,9 @@ class SAMSVAEModule(BaseModuleClass):
             self.register_buffer("tril_index", torch.tril_indices(n_latent, n_latent, -1))
             self.register_buffer("latent_transform", torch.eye(n_latent))
 
-        n_dec_in = n_latent + (n_perturbations if variant == "cvae" else 0) + self.n_batch
+        shift_in = decoder == "linear_shift"
+        n_dec_in = n_latent + (n_perturbations if variant == "cvae" and not shift_in else 0)
+        n_dec_in += self.n_batch
         if decoder == "linear":
             self.decoder = nn.Sequential(nn.Linear(n_dec_in, n_input))
         else:
@@ -243,6 +247,11 @@ class SAMSVAEModule(BaseModuleClass):
                 _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
             )
         self.decoder_kind = decoder
+        self.shift_decoder = None
+        if shift_in:
+            # the perturbation's offset (the dosage for the CVAE) moves the logits linearly
+            n_shift = n_perturbations if variant == "cvae" else n_latent
+            self.shift_decoder = nn.Linear(n_shift, n_input, bias=False)
         self.log_theta = nn.Parameter(torch.full((n_input,), math.log(10.0)))
 
         # variational globals
@@ -372,6 +381,8 @@ class SAMSVAEModule(BaseModuleClass):
         inverse_t = torch.linalg.inv(m).T
         first = self.decoder[0] if self.decoder_kind == "linear" else self.decoder[0][0]
         first.weight[:, :n] = first.weight[:, :n] @ inverse_t
+        if self.shift_decoder is not None:
+            self.shift_decoder.weight.copy_(self.shift_decoder.weight @ inverse_t)
         if self.enc_offset is not None:  # the offset it reads is mapped too
             self.enc_offset.weight.copy_(self.enc_offset.weight @ inverse_t)
         self.emb_mean.copy_(self.expected_shift() @ m)
@@ -507,15 +518,28 @@ class SAMSVAEModule(BaseModuleClass):
         *,
         dosage: torch.Tensor | None = None,
         batch: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Gene proportions ``softmax(decoder(z))`` (rows sum to 1)."""
+        """Gene proportions ``softmax(decoder(z))`` (rows sum to 1).
+
+        With ``decoder="linear_shift"`` the MLP reads the basal latent ``z - offset`` and the
+        offset (the dosage for the CVAE) adds to the logits linearly; no offset is zero.
+        """
+        shift = None
+        if self.shift_decoder is not None:
+            if self.variant == "cvae":
+                shift = self.shift_decoder(dosage)
+            elif offset is not None:
+                z = z - offset
+                shift = self.shift_decoder(offset)
         parts = [z]
-        if self.variant == "cvae":
+        if self.variant == "cvae" and self.shift_decoder is None:
             parts.append(dosage.expand(*z.shape[:-1], dosage.shape[-1]))
         if self.n_batch and batch is not None:
             parts.append(batch.expand(*z.shape[:-1], batch.shape[-1]))
         h = torch.cat(parts, -1) if len(parts) > 1 else z
-        return torch.softmax(self.decoder(h), -1)
+        logits = self.decoder(h)
+        return torch.softmax(logits if shift is None else logits + shift, -1)
 
     # --- scvi-tools interface -------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -552,6 +576,7 @@ class SAMSVAEModule(BaseModuleClass):
         return {
             "z_basal": z_basal,
             "z": z_basal + offset,
+            "offset": offset,
             "qz_mean": qz_mean,
             "qz_scale": qz_scale,
             "kl_global": kl_global,
@@ -567,6 +592,7 @@ class SAMSVAEModule(BaseModuleClass):
             "library": inference_outputs["library"],
             "dosage": tensors[DOSAGE_KEY],
             "batch": inference_outputs["batch"],
+            "offset": inference_outputs.get("offset"),
         }
 
     @auto_move_data
@@ -576,9 +602,10 @@ class SAMSVAEModule(BaseModuleClass):
         library: torch.Tensor,
         dosage: torch.Tensor,
         batch: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """NB means ``library * softmax(decoder(z))`` and per-gene dispersion."""
-        px_scale = self.decode(z, dosage=dosage, batch=batch)
+        px_scale = self.decode(z, dosage=dosage, batch=batch, offset=offset)
         return {
             "px_scale": px_scale,
             "px_rate": library * px_scale,
@@ -637,7 +664,7 @@ class SAMSVAEModule(BaseModuleClass):
         on the posterior predictive likelihood and comparable across variants.
         """
         inf = self.inference(x, dosage, batch_index, n_particles=n_particles)
-        gen = self.generative(inf["z"], inf["library"], dosage, inf["batch"])
+        gen = self.generative(inf["z"], inf["library"], dosage, inf["batch"], inf["offset"])
         z_b = inf["z_basal"]
         log_w = (
             self.log_likelihood(x, gen)
