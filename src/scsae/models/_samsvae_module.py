@@ -82,13 +82,17 @@ def nb_log_likelihood(
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``KL(N(mean, scale^2) || N(0, 1))`` summed over the last axis."""
-    return kl_divergence(Normal(mean, scale), Normal(0.0, 1.0)).sum(-1)
+    # validate_args=False: called every training step on parameters that are valid by construction
+    return kl_divergence(
+        Normal(mean, scale, validate_args=False), Normal(0.0, 1.0, validate_args=False)
+    ).sum(-1)
 
 
 def kl_bernoulli(probs: torch.Tensor, prior: float) -> torch.Tensor:
     """``KL(Bernoulli(probs) || Bernoulli(prior))`` summed over the last axis."""
     return kl_divergence(
-        Bernoulli(probs=probs), Bernoulli(probs=torch.full_like(probs, prior))
+        Bernoulli(probs=probs, validate_args=False),
+        Bernoulli(probs=torch.full_like(probs, prior), validate_args=False),
     ).sum(-1)
 
 
