@@ -116,34 +116,45 @@ def main() -> None:
         table.loc[name, "STAT1_rank"] = ranks.get("STAT1", np.nan)
         table.attrs.setdefault("ranks", {})[name] = ranks
 
-    # the field's baselines from the training cells (no training): on a split of cells the
-    # additive one is each target's observed effect in the training cells
-    base = scsae.tl.evaluate_perturbation_model(None, test, train, random_state=args.seed)
+    # one evaluation code for models and baselines (the field's baselines from the training
+    # cells; on a split of cells the additive one is each target's own training effect)
+    base = scsae.tl.evaluate_perturbation_model(models, test, train, random_state=args.seed)
     base = base.xs("mean", level="perturbation")
-    print(
-        "baselines from the training cells (means over targets; rank: 0 best, 0.5 uninformative):"
-    )
-    print(base[["pearson_top", "pearson_all", "r2_top", "r2_all", "rank"]].round(3).to_string())
-    if not models:
-        return
-
     pd.set_option("display.width", 200)
+    if not models:
+        print(
+            "baselines from the training cells (means over targets; rank: 0 best, 0.5 uninformative):"
+        )
+        print(base[["pearson_top", "pearson_all", "r2_top", "r2_all", "rank"]].round(3).to_string())
+        return
+    model_ranks = table.attrs["ranks"]
+    ate_cols = ["pearson_top", "pearson_all", "r2_top", "r2_all", "rank"]
+    table = table.drop(columns=[c for c in ate_cols if c in table.columns])
+    table = pd.concat([table, base[ate_cols].loc[list(models)]], axis=1)
+    table = pd.concat([table, base[ate_cols].drop(index=list(models))])
+
     cols = [
         "test_iwelbo",
         "pearson_top",
         "pearson_all",
         "r2_top",
+        "rank",
         "seconds_per_epoch",
         "epochs",
         "own_gene_top5",
         "own_top5_of_observed",
         "STAT1_rank",
     ]
+    cols = [c for c in cols if c in table.columns]
+    print("held-out cells; ATE figures are means over targets (rank: 0 best, 0.5 uninformative);")
+    print(
+        "baseline_* rows come from the training cells (additive: each target's own training effect)"
+    )
     print(table[cols].round(3).to_string())
     print(
         "\nrank of the knocked-out gene among the most decreased genes (predicted ATE; observed in test cells):"
     )
-    ranks = pd.DataFrame(table.attrs["ranks"]).assign(observed_test=pd.Series(obs_ranks))
+    ranks = pd.DataFrame(model_ranks).assign(observed_test=pd.Series(obs_ranks))
     print(ranks.to_string())
     if args.json:
         out = {"args": vars(args), "table": table[cols].to_dict(orient="index")}

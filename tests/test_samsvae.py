@@ -495,3 +495,41 @@ def test_papalexi_stat1_knockdown_decreases_its_own_gene():
     m.train(max_epochs=5, batch_size=128, lr=1e-3, train_size=1.0)
     ate = m.get_average_treatment_effect("STAT1", n_cells=1000)
     assert int((ate < ate["STAT1"]).sum()) + 1 <= 20
+
+
+@pytest.mark.parametrize("variant", ["samsvae", "cvae"])
+def test_linear_shift_decoder_adds_effects_in_log_expression(variant):
+    # decoder="linear_shift": softmax(f(z_b) + W s), so the log-proportion change of a
+    # combination is the sum of its parts' up to one constant per cell (the softmax's
+    # normalisation), and a latent map leaves the decoded proportions unchanged
+    from scsae.models._samsvae_module import SAMSVAEModule
+
+    gen = torch.Generator().manual_seed(5)
+    module = SAMSVAEModule(15, 2, n_latent=3, n_hidden=8, variant=variant, decoder="linear_shift")
+    with torch.no_grad():
+        module.shift_decoder.weight.normal_(generator=gen)
+    module.eval()
+    z_b = torch.randn(6, 3, generator=gen)
+    shifts = torch.randn(2, 3, generator=gen)
+    dosages = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with torch.no_grad():
+        logp = []
+        for d in dosages:
+            # the CVAE has no offsets: its dosage moves the logits
+            offset = d @ shifts if variant == "samsvae" else torch.zeros(3)
+            logp.append(
+                torch.log(module.decode(z_b + offset, dosage=d.expand(6, 2), offset=offset))
+            )
+        effect = [lp - logp[0] for lp in logp[1:]]
+        gap = effect[2] - effect[0] - effect[1]
+        torch.testing.assert_close(
+            gap - gap.mean(-1, keepdim=True), torch.zeros_like(gap), atol=1e-5, rtol=0
+        )
+        assert (effect[0] - effect[0].mean(-1, keepdim=True)).abs().max() > 0.1
+        if variant == "samsvae":
+            offset = shifts[0].expand(6, 3)
+            before = module.decode(z_b + offset, offset=offset)
+            matrix = torch.randn(3, 3, generator=gen) + 2 * torch.eye(3)
+            module.transform_latent(matrix)
+            after = module.decode((z_b + offset) @ matrix, offset=offset @ matrix)
+            torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)

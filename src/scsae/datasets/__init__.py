@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "hallmark": "._genesets",
+        "norman2019": "._perturbations",
         "papalexi2021": "._perturbations",
         "progeny": "._genesets",
         "simulate_hierarchical_expression": "._expression",

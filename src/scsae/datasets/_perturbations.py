@@ -1,4 +1,4 @@
-"""Perturbation screens: a simulator with ground truth and the Papalexi et al. 2021 loader."""
+"""Perturbation screens: a simulator with ground truth and the Papalexi 2021 and Norman 2019 loaders."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from scipy import sparse
 
 PAPALEXI_URL = "https://github.com/Katsevich-Lab/sceptredata/raw/main/data/lowmoi_example_data.rda"
 PAPALEXI_FILE = "papalexi2021_sceptredata.h5ad"
+# PerturBench's development file (BSD-3), pinned: its Norman part is the subset below
+NORMAN_URL = (
+    "https://github.com/altoslabs/perturbench/raw/4dd6a03c54ef348f6be6e46e21ea7f80eb2daaa2/"
+    "src/perturbench/data/resources/devel.h5ad"
+)
+NORMAN_FILE = "norman2019_subset.h5ad"
 
 
 def simulate_perturbations(
@@ -298,3 +304,133 @@ def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs int
     adata.uns["grna_names"] = grna_names
     logg.info("    finished", time=start)
     return adata
+
+
+def norman2019(path: str | Path | None = None) -> AnnData:
+    """Norman et al. 2019 K562 CRISPRa Perturb-seq subset with double perturbations.
+
+    3,375 cells x 500 highly variable genes of raw UMI counts: controls, 18 single and
+    15 double activations, about 100 cells each. Five doubles have both their singles in
+    the file (``KLF1+MAP2K6``, ``KLF1+TGFBR2``, ``MAP2K3+MAP2K6``, ``MAP2K3+SLC38A2``,
+    ``MAPK1+TGFBR2``): held out, they test the prediction of unseen combinations. Source:
+    the Norman part of PerturBench's development file (Wu et al. 2024, BSD-3),
+    https://github.com/altoslabs/perturbench.
+
+    Parameters
+    ----------
+    path
+        Local ``.h5ad`` copy to read (this function's output, or PerturBench's
+        ``devel.h5ad``, which is converted). `None` reads
+        ``scanpy.settings.datasetdir / 'norman2019_subset.h5ad'`` and, when it is missing,
+        downloads ``devel.h5ad`` with :mod:`pooch`, converts it and caches the result there.
+
+    Returns
+    -------
+    :class:`~anndata.AnnData`
+        Raw UMI counts in ``X`` (CSR, float32) with
+
+        ``obs['perturbation']``
+            ``"control"``, a gene (``"KLF1"``) or a pair (``"KLF1+MAP2K6"``).
+        ``obs['total_counts']``
+            The cell's whole-transcriptome library size; the 500 genes hold about 1% of
+            it.
+        ``obs['n_counts_in_panel']``, ``obs['n_perturbed_genes']``
+            Counts over the 500 genes; 0, 1 or 2 activated genes.
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            msg = f"No file at {path}; pass the path of {NORMAN_FILE} (or PerturBench's devel.h5ad) or path=None to download."
+            raise FileNotFoundError(msg)
+        adata = ad.read_h5ad(path)
+        return adata if "perturbation" in adata.obs else norman_from_perturbench(adata)
+    import scanpy as sc
+
+    target = Path(sc.settings.datasetdir) / NORMAN_FILE
+    if target.exists():
+        return ad.read_h5ad(target)
+    adata = norman_from_perturbench(ad.read_h5ad(_download_norman(target.parent)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(target)
+    return adata
+
+
+def _download_norman(folder: Path) -> Path:  # pragma: no cover - needs internet
+    try:
+        import pooch
+    except ImportError as err:
+        msg = "Downloading the Norman data needs `pooch`; or call scsae.datasets.norman2019(path=...)."
+        raise ImportError(msg) from err
+    start = logg.info(f"downloading {NORMAN_URL}")
+    try:
+        file = pooch.retrieve(
+            NORMAN_URL, known_hash=None, path=folder, fname="perturbench_devel.h5ad"
+        )
+    except OSError as err:  # requests' and urllib's connection errors are OSErrors
+        msg = (
+            f"Could not download the Norman data ({err}); offline, pass path= a local "
+            f"{NORMAN_FILE}: scsae.datasets.norman2019(path=...)."
+        )
+        raise ConnectionError(msg) from err
+    logg.info("    finished", time=start)
+    return Path(file)
+
+
+def counts_from_log1p(
+    x: sparse.spmatrix | np.ndarray, *, target_sum: float = 1e4
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Integer counts and library sizes behind ``log1p(counts / library * target_sum)``.
+
+    In each cell the smallest non-zero value of ``expm1(x)`` is one count (every cell of
+    a sparse screen has a gene seen once), so dividing by it gives the counts and
+    ``target_sum`` divided by it the library size the data were normalised with.
+    """
+    x = sparse.csr_matrix(x, dtype=np.float64)
+    x.data = np.expm1(x.data)
+    one = np.array([row.data.min() if row.nnz else 1.0 for row in x])
+    counts = (sparse.diags(1 / one) @ x).tocsr()
+    if not np.allclose(counts.data, np.rint(counts.data), atol=0.02):
+        msg = "The values are not log1p of scaled integer counts; pass raw counts instead."
+        raise ValueError(msg)
+    counts.data = np.rint(counts.data)
+    return counts.astype(np.float32).tocsr(), target_sum / one
+
+
+def norman_from_perturbench(devel: AnnData) -> AnnData:
+    """The Norman 2019 cells of PerturBench's ``devel.h5ad`` as raw counts (see :func:`norman2019`)."""
+    obs = devel.obs
+    missing = [c for c in ("condition", "dataset") if c not in obs]
+    if missing:
+        msg = (
+            f"Not PerturBench's devel.h5ad: obs lacks {missing}; pass a {NORMAN_FILE} or that file."
+        )
+        raise KeyError(msg)
+    cells = obs["dataset"].astype(str).str.contains("norman", case=False).to_numpy()
+    if not cells.any():
+        msg = (
+            f"No Norman cells in obs['dataset'] (values {sorted(set(obs['dataset'].astype(str)))})."
+        )
+        raise ValueError(msg)
+    part = devel[cells]
+    counts, library = counts_from_log1p(part.X)
+    label = part.obs["condition"].astype(str)
+    var = pd.DataFrame(
+        index=part.var["gene_symbol"].astype(str) if "gene_symbol" in part.var else part.var_names
+    )
+    out = AnnData(
+        X=counts,
+        obs=pd.DataFrame(
+            {
+                "perturbation": pd.Categorical(label),
+                "n_counts_in_panel": np.asarray(counts.sum(1)).ravel(),
+                "total_counts": np.rint(library),
+                "n_perturbed_genes": [0 if p == "control" else p.count("+") + 1 for p in label],
+            },
+            index=part.obs_names,
+        ),
+        var=var,
+    )
+    out.uns["source"] = (
+        "Norman et al. 2019 (Science 365:786) via altoslabs/perturbench devel.h5ad (BSD-3)"
+    )
+    return out

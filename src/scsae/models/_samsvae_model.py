@@ -27,6 +27,7 @@ from ._samsvae_alignment import alignment_map, sparse_rotation, varimax
 from ._samsvae_module import (
     DOSAGE_KEY,
     Covariance,
+    Decoder,
     Guide,
     OffsetGuide,
     SAMSVAEModule,
@@ -118,6 +119,16 @@ class SAMSVAE(BaseModelClass):
         prior standard deviations out, each perturbation's cells sit apart from the basal
         ones and the decoder learns their effect at once, as a conditional VAE's decoder
         does from its one-hot input; the ``N(0, I)`` prior then pulls the shifts back.
+    decoder
+        ``"mlp"`` (``n_layers`` hidden layers) or ``"linear"``: gene proportions
+        ``softmax(W z + b)``, under which shifts that add in the latent add in log
+        expression, so a combination's predicted effect is the sum of its parts' (up to
+        the normalisation of the softmax). Through an MLP the sum of two shifts lands
+        where no training cell was and the decoder's response there is unconstrained.
+        ``"linear_shift"``: ``softmax(f(z_b) + W s)``, an MLP ``f`` of the basal latent
+        plus a linear map of the perturbation offset ``s = sum_t d_t (e_t * m_t)`` (of the
+        dosage for ``variant="cvae"``): basal variation stays non-linear while
+        perturbation effects add in log expression.
     random_state
         Seed of the weight initialisation (the global torch RNG is left untouched).
 
@@ -152,6 +163,7 @@ class SAMSVAE(BaseModelClass):
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
         embedding_init: float = 3.0,
+        decoder: Decoder = "mlp",
         random_state: int = 0,
     ) -> None:
         super().__init__(adata)
@@ -174,6 +186,7 @@ class SAMSVAE(BaseModelClass):
                 mask_init=mask_init,
                 basal_covariance=basal_covariance,
                 embedding_init=embedding_init,
+                decoder=decoder,
             )
         self._model_summary_string = (
             f"SAMSVAE(variant={variant!r}, guide={guide!r}, n_latent={n_latent}, "

@@ -30,17 +30,19 @@ import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
+from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal, kl_divergence
 
 DOSAGE_KEY = "dosage"
 VARIANTS = ("samsvae", "additive", "cvae")
 GUIDES = ("mean_field", "correlated")
 COVARIANCES = ("full", "diagonal")
+DECODERS = ("mlp", "linear", "linear_shift")
 OFFSET_GUIDES = ("tilt", "subtract", "none")
 Variant = Literal["samsvae", "additive", "cvae"]
 Guide = Literal["mean_field", "correlated"]
 Covariance = Literal["full", "diagonal"]
+Decoder = Literal["mlp", "linear", "linear_shift"]
 OffsetGuide = Literal["tilt", "subtract", "none"]
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Sequential:
@@ -59,7 +61,7 @@ def _mlp(n_in: int, n_hidden: int, n_layers: int, dropout_rate: float) -> nn.Seq
 
 def normal_log_prob(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Log density of independent normals, summed over the last axis."""
-    return (-0.5 * ((x - mean) / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI).sum(-1)
+    return Independent(Normal(mean, scale), 1).log_prob(x)
 
 
 def nb_log_likelihood(
@@ -80,13 +82,18 @@ def nb_log_likelihood(
 
 def kl_normal_standard(mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``KL(N(mean, scale^2) || N(0, 1))`` summed over the last axis."""
-    return (0.5 * (mean**2 + scale**2 - 1) - torch.log(scale)).sum(-1)
+    # validate_args=False: called every training step on parameters that are valid by construction
+    return kl_divergence(
+        Normal(mean, scale, validate_args=False), Normal(0.0, 1.0, validate_args=False)
+    ).sum(-1)
 
 
-def kl_bernoulli(probs: torch.Tensor, prior: float, eps: float = 1e-6) -> torch.Tensor:
+def kl_bernoulli(probs: torch.Tensor, prior: float) -> torch.Tensor:
     """``KL(Bernoulli(probs) || Bernoulli(prior))`` summed over the last axis."""
-    q = probs.clamp(eps, 1 - eps)
-    return (q * torch.log(q / prior) + (1 - q) * torch.log((1 - q) / (1 - prior))).sum(-1)
+    return kl_divergence(
+        Bernoulli(probs=probs, validate_args=False),
+        Bernoulli(probs=torch.full_like(probs, prior), validate_args=False),
+    ).sum(-1)
 
 
 class SAMSVAEModule(BaseModuleClass):
@@ -136,6 +143,12 @@ class SAMSVAEModule(BaseModuleClass):
     embedding_init
         Standard deviation of the random initial embedding means (see
         :class:`~scsae.models.SAMSVAE`).
+    decoder
+        ``"mlp"`` (``n_layers`` hidden layers), ``"linear"``: gene proportions
+        ``softmax(W z + b)``, or ``"linear_shift"``: ``softmax(f(z_b) + W s)``, an MLP of
+        the basal latent plus a linear map of the perturbation offset ``s`` (of the dosage
+        for the CVAE), under which perturbation effects add in log expression (see
+        :class:`~scsae.models.SAMSVAE`).
     """
 
     def __init__(
@@ -158,6 +171,7 @@ class SAMSVAEModule(BaseModuleClass):
         mask_init: float | None = 0.0,
         basal_covariance: Covariance = "full",
         embedding_init: float = 3.0,
+        decoder: Decoder = "mlp",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -174,6 +188,9 @@ class SAMSVAEModule(BaseModuleClass):
             raise ValueError(msg)
         if basal_covariance not in COVARIANCES:
             msg = f"basal_covariance={basal_covariance!r} is not one of {COVARIANCES}."
+            raise ValueError(msg)
+        if decoder not in DECODERS:
+            msg = f"decoder={decoder!r} is not one of {DECODERS}."
             raise ValueError(msg)
         if not 0 < mask_prior < 1:
             msg = f"mask_prior={mask_prior} must be in (0, 1)."
@@ -224,10 +241,21 @@ class SAMSVAEModule(BaseModuleClass):
             self.register_buffer("tril_index", torch.tril_indices(n_latent, n_latent, -1))
             self.register_buffer("latent_transform", torch.eye(n_latent))
 
-        n_dec_in = n_latent + (n_perturbations if variant == "cvae" else 0) + self.n_batch
-        self.decoder = nn.Sequential(
-            _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
-        )
+        shift_in = decoder == "linear_shift"
+        n_dec_in = n_latent + (n_perturbations if variant == "cvae" and not shift_in else 0)
+        n_dec_in += self.n_batch
+        if decoder == "linear":
+            self.decoder = nn.Sequential(nn.Linear(n_dec_in, n_input))
+        else:
+            self.decoder = nn.Sequential(
+                _mlp(n_dec_in, n_hidden, n_layers, dropout_rate), nn.Linear(n_hidden, n_input)
+            )
+        self.decoder_kind = decoder
+        self.shift_decoder = None
+        if shift_in:
+            # the perturbation's offset (the dosage for the CVAE) moves the logits linearly
+            n_shift = n_perturbations if variant == "cvae" else n_latent
+            self.shift_decoder = nn.Linear(n_shift, n_input, bias=False)
         self.log_theta = nn.Parameter(torch.full((n_input,), math.log(10.0)))
 
         # variational globals
@@ -355,8 +383,10 @@ class SAMSVAEModule(BaseModuleClass):
         self.enc_mean.weight.copy_(m.T @ self.enc_mean.weight)
         self.enc_mean.bias.copy_(self.enc_mean.bias @ m)
         inverse_t = torch.linalg.inv(m).T
-        first = self.decoder[0][0]
+        first = self.decoder[0] if self.decoder_kind == "linear" else self.decoder[0][0]
         first.weight[:, :n] = first.weight[:, :n] @ inverse_t
+        if self.shift_decoder is not None:
+            self.shift_decoder.weight.copy_(self.shift_decoder.weight @ inverse_t)
         if self.enc_offset is not None:  # the offset it reads is mapped too
             self.enc_offset.weight.copy_(self.enc_offset.weight @ inverse_t)
         self.emb_mean.copy_(self.expected_shift() @ m)
@@ -443,13 +473,14 @@ class SAMSVAEModule(BaseModuleClass):
         """``log q(z_b)`` summed over the latent dimensions."""
         if self.basal_covariance == "diagonal":
             return normal_log_prob(z, mean, scale)
+        # z = mean + y @ T with y ~ N(0, L L^T): the density of y at (z - mean) T^-1, over |det T|
         transform = self.latent_transform
-        resid = ((z - mean) @ torch.linalg.inv(transform)).unsqueeze(-1)
-        tril = scale.expand(*resid.shape[:-2], -1, -1)
-        white = torch.linalg.solve_triangular(tril, resid, upper=False).squeeze(-1)
-        log_det = torch.log(torch.diagonal(scale, dim1=-2, dim2=-1)).sum(-1)
-        log_det = log_det + torch.linalg.slogdet(transform)[1]
-        return -0.5 * (white**2).sum(-1) - log_det - 0.5 * self.n_latent * LOG_2PI
+        resid = z - mean
+        if self._untransformed():
+            return MultivariateNormal(torch.zeros_like(resid), scale_tril=scale).log_prob(resid)
+        y = resid @ torch.linalg.inv(transform)
+        log_q = MultivariateNormal(torch.zeros_like(y), scale_tril=scale).log_prob(y)
+        return log_q - torch.linalg.slogdet(transform)[1]
 
     def basal_factor(self, scale: torch.Tensor) -> torch.Tensor:
         """Square root ``A = T^T L`` of the covariance ``Sigma = A A^T`` of a full ``q(z_b)``.
@@ -491,15 +522,28 @@ class SAMSVAEModule(BaseModuleClass):
         *,
         dosage: torch.Tensor | None = None,
         batch: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Gene proportions ``softmax(decoder(z))`` (rows sum to 1)."""
+        """Gene proportions ``softmax(decoder(z))`` (rows sum to 1).
+
+        With ``decoder="linear_shift"`` the MLP reads the basal latent ``z - offset`` and the
+        offset (the dosage for the CVAE) adds to the logits linearly; no offset is zero.
+        """
+        shift = None
+        if self.shift_decoder is not None:
+            if self.variant == "cvae":
+                shift = self.shift_decoder(dosage)
+            elif offset is not None:
+                z = z - offset
+                shift = self.shift_decoder(offset)
         parts = [z]
-        if self.variant == "cvae":
+        if self.variant == "cvae" and self.shift_decoder is None:
             parts.append(dosage.expand(*z.shape[:-1], dosage.shape[-1]))
         if self.n_batch and batch is not None:
             parts.append(batch.expand(*z.shape[:-1], batch.shape[-1]))
         h = torch.cat(parts, -1) if len(parts) > 1 else z
-        return torch.softmax(self.decoder(h), -1)
+        logits = self.decoder(h)
+        return torch.softmax(logits if shift is None else logits + shift, -1)
 
     # --- scvi-tools interface -------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -536,6 +580,7 @@ class SAMSVAEModule(BaseModuleClass):
         return {
             "z_basal": z_basal,
             "z": z_basal + offset,
+            "offset": offset,
             "qz_mean": qz_mean,
             "qz_scale": qz_scale,
             "kl_global": kl_global,
@@ -551,6 +596,7 @@ class SAMSVAEModule(BaseModuleClass):
             "library": inference_outputs["library"],
             "dosage": tensors[DOSAGE_KEY],
             "batch": inference_outputs["batch"],
+            "offset": inference_outputs.get("offset"),
         }
 
     @auto_move_data
@@ -560,9 +606,10 @@ class SAMSVAEModule(BaseModuleClass):
         library: torch.Tensor,
         dosage: torch.Tensor,
         batch: torch.Tensor | None = None,
+        offset: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """NB means ``library * softmax(decoder(z))`` and per-gene dispersion."""
-        px_scale = self.decode(z, dosage=dosage, batch=batch)
+        px_scale = self.decode(z, dosage=dosage, batch=batch, offset=offset)
         return {
             "px_scale": px_scale,
             "px_rate": library * px_scale,
@@ -621,7 +668,7 @@ class SAMSVAEModule(BaseModuleClass):
         on the posterior predictive likelihood and comparable across variants.
         """
         inf = self.inference(x, dosage, batch_index, n_particles=n_particles)
-        gen = self.generative(inf["z"], inf["library"], dosage, inf["batch"])
+        gen = self.generative(inf["z"], inf["library"], dosage, inf["batch"], inf["offset"])
         z_b = inf["z_basal"]
         log_w = (
             self.log_likelihood(x, gen)

@@ -84,11 +84,12 @@ def sample_counterfactuals(
     counts, normalized = [], []
     for row in dosage:
         d = torch.as_tensor(row, dtype=torch.float32, device=device)
-        z = z_b
+        z, offset = z_b, None
         if module.has_globals:
             shift = module.sample_globals(len(source))["shift"]  # one posterior draw per cell
-            z = z_b + torch.einsum("t,ntd->nd", d, shift)
-        px = module.decode(z, dosage=d.expand(len(source), -1), batch=batch)
+            offset = torch.einsum("t,ntd->nd", d, shift)
+            z = z_b + offset
+        px = module.decode(z, dosage=d.expand(len(source), -1), batch=batch, offset=offset)
         sample = NegativeBinomial(mu=library * px, theta=theta).sample()
         counts.append(sparse.csr_matrix(sample.cpu().numpy().astype(np.float32)))
         normalized.append((px * 1e4).cpu().numpy().astype(np.float32))
