@@ -16,6 +16,7 @@ from ..models import SparseAutoencoder
 from ..models._architectures import get_architecture
 from ..models._defaults import k_candidates, sparsity_gain
 from ..models._sae_model import registration_scope
+from ..models._sae_saving import registry_n_dims
 
 
 def _pc_loadings(adata: AnnData, use_rep: str | None, decoder: np.ndarray) -> np.ndarray | None:
@@ -110,7 +111,8 @@ def _train_and_encode(
         and train_kwargs["train_size"] < 1
     )
     if select:
-        model, selection = _select_k(fit, SparseAutoencoder._get_setup(adata)["n_dims"])
+        registry = SparseAutoencoder._get_most_recent_anndata_manager(adata).registry
+        model, selection = _select_k(fit, registry_n_dims(registry))
         logg.info(
             f"    k {model.module.config.k} selected on held-out cells: "
             + ", ".join(
