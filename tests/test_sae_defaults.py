@@ -58,6 +58,18 @@ def test_selection_is_recorded_and_skipped_when_k_is_given():
     assert not adata.uns["all"]["params"]["k_selected"]
 
 
+@pytest.fixture
+def one_thread():
+    # the run the benchmark measured (1 thread): same seed, same arithmetic, same result
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_pbmc_matryoshka_features_mark_cell_types():
     """pbmc68k_reduced, defaults but ``architecture="matryoshka"`` (the recommended option
     for cell types, docs/sae.md): a feature marks B, NK and CD14+ monocytes with AUROC
