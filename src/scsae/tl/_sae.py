@@ -100,7 +100,7 @@ def _train_and_encode(
     """
     SparseAutoencoder.setup_anndata(adata, **setup)
 
-    def fit(k_fit: int | None) -> SparseAutoencoder:
+    def train_with_k(k_fit: int | None) -> SparseAutoencoder:
         model = SparseAutoencoder(adata, **{**model_kwargs, "k": k_fit})
         model.train(**train_kwargs)
         return model
@@ -112,7 +112,7 @@ def _train_and_encode(
     )
     if select:
         registry = SparseAutoencoder._get_most_recent_anndata_manager(adata).registry
-        model, selection = _select_k(fit, registry_n_dims(registry))
+        model, selection = _select_k(train_with_k, registry_n_dims(registry))
         logg.info(
             f"    k {model.module.config.k} selected on held-out cells: "
             + ", ".join(
@@ -122,7 +122,7 @@ def _train_and_encode(
             + " (held-out FVU / rank-k PCA FVU)"
         )
     else:
-        model, selection = fit(model_kwargs.get("k")), None
+        model, selection = train_with_k(model_kwargs.get("k")), None
     strategy = model.get_inference(inference, **(inference_kwargs or {}))
     activations, metrics, frequency = model.transform(inference=strategy)
     return model, (activations, metrics, frequency, strategy), selection
