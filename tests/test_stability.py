@@ -33,6 +33,8 @@ def test_feature_stability_stores_and_tables():
     # 32 directions, 2 active per cell: most features are found again (22 of 32)
     assert out["stable_fraction"] >= 0.5
     np.testing.assert_array_equal(adata.uns["X_sae"]["decoder"], before)
+    # retraining registers the data with scvi-tools only for the duration of the call
+    assert "_scvi_uuid" not in adata.uns and "_scvi_manager_uuid" not in adata.uns
     table = scsae.tl.feature_table(adata)
     np.testing.assert_allclose(table["stability"], out["stability"])
     assert table["stable"].dtype == bool

@@ -8,6 +8,7 @@ from scanpy import logging as logg
 
 from .._utils._features import get_sae_result
 from ..models import SparseAutoencoder
+from ..models._sae_model import registration_scope
 
 #: SAEConfig fields that ``tl.sae`` records in ``params`` and a retraining reuses
 _CONFIG_FIELDS = ("aux_k", "aux_coefficient", "dead_after_cells", "prefix_sizes")
@@ -93,27 +94,29 @@ def feature_stability(
     use_rep = None if layer is not None else params["use_rep"]
     start = logg.info(f"retraining {n_seeds} SAEs with other seeds")
     seeds = [int(params["random_state"]) + i for i in range(1, n_seeds + 1)]
-    SparseAutoencoder.setup_anndata(adata, use_rep=use_rep, layer=layer, check=False)
-    cosines = []
-    for seed in seeds:
-        model = SparseAutoencoder(
-            adata,
-            n_features=int(params["n_features"]),
-            k=int(params["k"]),
-            architecture=str(params["architecture"]),
-            sparsity_coefficient=params.get("sparsity_coefficient"),
-            random_state=seed,
-            **{f: params[f] for f in _CONFIG_FIELDS if f in params},
-        )
-        model.train(
-            max_epochs=int(params["max_epochs"]),
-            batch_size=int(params["batch_size"]),
-            lr=float(params["lr"]),
-            train_size=float(params["train_size"]),
-            early_stopping=bool(params["early_stopping"]),
-            enable_progress_bar=False,
-        )
-        cosines.append(matched_cosines(result["decoder"], model.decoder))
+    # the registration is only for retraining here: leave adata.uns as it was
+    with registration_scope(adata, keep=False):
+        SparseAutoencoder.setup_anndata(adata, use_rep=use_rep, layer=layer, check=False)
+        cosines = []
+        for seed in seeds:
+            model = SparseAutoencoder(
+                adata,
+                n_features=int(params["n_features"]),
+                k=int(params["k"]),
+                architecture=str(params["architecture"]),
+                sparsity_coefficient=params.get("sparsity_coefficient"),
+                random_state=seed,
+                **{f: params[f] for f in _CONFIG_FIELDS if f in params},
+            )
+            model.train(
+                max_epochs=int(params["max_epochs"]),
+                batch_size=int(params["batch_size"]),
+                lr=float(params["lr"]),
+                train_size=float(params["train_size"]),
+                early_stopping=bool(params["early_stopping"]),
+                enable_progress_bar=False,
+            )
+            cosines.append(matched_cosines(result["decoder"], model.decoder))
     cosine = np.stack(cosines, axis=1).astype(np.float32)
     stability = cosine.min(axis=1)
     stable = stability >= threshold
