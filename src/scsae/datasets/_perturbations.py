@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations as _pairs
 from pathlib import Path
+from types import ModuleType
 
 import anndata as ad
 import numpy as np
@@ -261,16 +262,13 @@ def _download_papalexi(folder: Path) -> AnnData:  # pragma: no cover - needs int
         )
         raise ImportError(msg) from err
     start = logg.info(f"downloading {PAPALEXI_URL}")
-    try:
-        file = pooch.retrieve(
-            PAPALEXI_URL, known_hash=None, path=folder, fname="lowmoi_example_data.rda"
-        )
-    except OSError as err:  # requests' and urllib's connection errors are OSErrors
-        msg = (
-            f"Could not download the Papalexi data ({err}); offline, pass path= a local "
-            "papalexi2021_sceptredata.h5ad: scsae.datasets.papalexi2021(path=...)."
-        )
-        raise ConnectionError(msg) from err
+    file = _retrieve(
+        pooch,
+        PAPALEXI_URL,
+        folder / "lowmoi_example_data.rda",
+        name="Papalexi",
+        local="papalexi2021_sceptredata.h5ad: scsae.datasets.papalexi2021(path=...)",
+    )
     ro.r["load"](file)
     ro.r(
         "suppressMessages(library(Matrix)); d <- lowmoi_example_data; "
@@ -362,18 +360,24 @@ def _download_norman(folder: Path) -> Path:  # pragma: no cover - needs internet
         msg = "Downloading the Norman data needs `pooch`; or call scsae.datasets.norman2019(path=...)."
         raise ImportError(msg) from err
     start = logg.info(f"downloading {NORMAN_URL}")
-    try:
-        file = pooch.retrieve(
-            NORMAN_URL, known_hash=None, path=folder, fname="perturbench_devel.h5ad"
-        )
-    except OSError as err:  # requests' and urllib's connection errors are OSErrors
-        msg = (
-            f"Could not download the Norman data ({err}); offline, pass path= a local "
-            f"{NORMAN_FILE}: scsae.datasets.norman2019(path=...)."
-        )
-        raise ConnectionError(msg) from err
+    file = _retrieve(
+        pooch,
+        NORMAN_URL,
+        folder / "perturbench_devel.h5ad",
+        name="Norman",
+        local=f"{NORMAN_FILE}: scsae.datasets.norman2019(path=...)",
+    )
     logg.info("    finished", time=start)
     return Path(file)
+
+
+def _retrieve(pooch: ModuleType, url: str, file: Path, *, name: str, local: str) -> str:
+    """Download ``url`` to ``file``; offline, a ``ConnectionError`` naming the ``path=`` to pass."""
+    try:
+        return pooch.retrieve(url, known_hash=None, path=file.parent, fname=file.name)
+    except OSError as err:  # requests' and urllib's connection errors are OSErrors
+        msg = f"Could not download the {name} data ({err}); offline, pass path= a local {local}."
+        raise ConnectionError(msg) from err
 
 
 def counts_from_log1p(
